@@ -1,0 +1,49 @@
+# pstn: two entry points, both of which create the project's environment (.venv) when it is missing.
+#   make book   execute the book's notebooks and build the site into _build/html (offline)
+#   make test   check notebooks are clean and exported, then run every test (pytest)
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+# The exact torch build for these machines (x86_64, CPython 3.11, wheels on local disk).
+# Elsewhere, e.g.: make test TORCH="torch torchvision"
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_WORKERS ?= 2
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help env book test export clean constraints
+
+help:
+	@echo "make book   - build the environment if needed, execute the notebooks, build _build/html"
+	@echo "make test   - build the environment if needed, check nbdev sync, run all tests"
+	@echo "make export - regenerate pstn/ from nbs/ and clean the notebooks (nbdev_export, nbdev_clean)"
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH) 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[dev,book]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -c "import torch, torchvision, nbdev, papermill, jupyter_book, pstn"
+	touch $@
+
+book: env
+	jupyter-book build . -W -n --keep-going
+	@echo "site: $(CURDIR)/_build/html/index.html"
+
+test: env
+	python -m pytest -n $(PYTEST_WORKERS)
+
+export: env
+	nbdev_export
+	nbdev_clean
+
+# Refresh the exact versions of the tool chain after changing pyproject.toml (then commit the file).
+constraints: env
+	{ echo "# Exact versions of the tool chain on the project machines (make constraints refreshes it). torch is pinned by the Makefile."; \
+	  python -m pip freeze --exclude-editable | grep -viE "^(pstn|torch|torchvision|triton|nvidia-|cuda-)"; } > requirements/constraints.txt
+
+clean:
+	rm -rf _build _results

@@ -1,0 +1,99 @@
+"""The site builds offline with warnings as errors, and what a reader sees is right.
+
+The build here skips execution (the notebook tests execute every chapter; `make book` builds with execution):
+it checks the Sphinx side — directives, hidden cells, Colab buttons, citations, bundled MathJax."""
+import html
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, settings, toc_notebooks
+
+BIN = Path(sys.executable).parent
+
+
+def page_text(path: Path) -> str:
+    "The visible text of an HTML page: tags dropped, entities decoded, whitespace collapsed."
+    raw = path.read_text()
+    raw = re.sub(r"<(script|style)\b.*?</\1>|<!--.*?-->", " ", raw, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", raw)).split())
+
+
+def code_cells(nb: Path):
+    for cell in json.loads(nb.read_text())["cells"]:
+        if cell["cell_type"] == "code":
+            yield "".join(cell["source"]).splitlines()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    cfg["execute"]["execute_notebooks"] = "off"
+    # Paths in a config resolve against the config's own folder: make them absolute for this copy.
+    cfg["sphinx"]["local_extensions"] = {k: str(ROOT / v) for k, v in cfg["sphinx"]["local_extensions"].items()}
+    cfg["bibtex_bibfiles"] = [str(ROOT / f) for f in cfg["bibtex_bibfiles"]]
+    config = out / "_config.yml"
+    config.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([str(BIN / "jupyter-book"), "build", str(ROOT), "--path-output", str(out),
+                          "--config", str(config), "-W", "-n", "--keep-going"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return out / "_build" / "html"
+
+
+def test_pages_exist(site: Path):
+    for nb in toc_notebooks():
+        assert (site / nb.relative_to(ROOT)).with_suffix(".html").is_file(), nb
+    assert (site / "nbs" / "bibliography.html").is_file()
+
+
+def test_no_directive_text_anywhere(site: Path):
+    pages = list(site.rglob("*.html"))
+    assert len(pages) >= 5
+    bad = [str(p.relative_to(site)) for p in pages if "#|" in p.read_text() or "#|" in page_text(p)]
+    assert not bad, f"nbdev directives visible in {bad}"
+
+
+def test_hidden_cells_are_absent_and_others_present(site: Path):
+    for nb in toc_notebooks():
+        text = page_text((site / nb.relative_to(ROOT)).with_suffix(".html"))
+        shown = 0
+        for lines in code_cells(nb):
+            body = [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#|")]
+            if not body: continue
+            marker = " ".join(max(body, key=len).split())
+            if any(l.strip() == "#| hide" for l in lines):
+                assert marker not in text, f"{nb.name}: hidden cell shown ({marker!r})"
+            else:
+                assert marker in text, f"{nb.name}: code cell missing ({marker!r})"
+                shown += 1
+        assert shown, f"{nb.name}: no visible code cell found, so the check above tested nothing"
+
+
+def test_colab_button_on_every_notebook(site: Path):
+    user, repo, branch = settings()["user"], settings()["repo"], settings()["branch"]
+    for nb in toc_notebooks():
+        rel = nb.relative_to(ROOT).as_posix()
+        page = (site / nb.relative_to(ROOT)).with_suffix(".html").read_text()
+        url = f"https://colab.research.google.com/github/{user}/{repo}/blob/{branch}/{rel}"
+        assert url in page, f"{rel}: no Colab button to {url}"
+
+
+def test_citations_resolve(site: Path):
+    bib = page_text(site / "nbs" / "bibliography.html")
+    assert "probabilistic spatial transformer networks" in bib.lower() and "Jaderberg" in bib
+    index = (site / "nbs" / "index.html").read_text()
+    assert re.search(r'href="bibliography\.html#id\d+"', index), "index cites nothing that links to the bibliography"
+
+
+def test_mathjax_is_bundled(site: Path):
+    page = (site / "nbs" / "00_conventions.html").read_text()
+    assert "_static/mathjax/tex-chtml.js" in page
+    assert not re.search(r"https?://[^\"']*mathjax", page, flags=re.I), "MathJax still loaded from a CDN"
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
