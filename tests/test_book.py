@@ -97,3 +97,12 @@ def test_mathjax_is_bundled(site: Path):
     assert "_static/mathjax/tex-chtml.js" in page
     assert not re.search(r"https?://[^\"']*mathjax", page, flags=re.I), "MathJax still loaded from a CDN"
     assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_one_title_per_page(site: Path):
+    "Each chapter has a single top-level heading: a Markdown cell rendered as a wall of headings fails this."
+    for nb in toc_notebooks():
+        page = (site / nb.relative_to(ROOT)).with_suffix(".html").read_text()
+        article = re.search(r"<article\b.*?</article>", page, flags=re.S).group(0)
+        n = len(re.findall(r"<h1\b", article))
+        assert n == 1, f"{nb.name}: {n} <h1> headings in the article"
