@@ -8,9 +8,15 @@ myst-nb understands cell *tags* (`remove-cell`, `remove-input`, ...), not nbdev'
 * `echo: false`, `hide_input` -> `remove-input`;  `output: false` -> `remove-output`;
 * `eval: false` -> `skip-execution`;  `gpu` -> `skip-execution` when no GPU is visible.
 
+It also removes horizontal rules that end up *inside* a cell's output (nbdev's `show_doc` starts its Markdown
+with `---`): docutils allows a transition only between sections and stops the build on a nested one.
+
 The notebook files themselves are not touched.
 """
 import json
+
+from docutils import nodes
+from docutils.transforms import Transform
 
 TAGS = {"hide": "remove-cell", "default_exp": "remove-cell", "include: false": "remove-cell",
         "echo: false": "remove-input", "hide_input": "remove-input", "output: false": "remove-output",
@@ -61,6 +67,17 @@ def _on_source_read(app, docname, source):
         source[0] = convert_notebook(source[0])
 
 
+class DropNestedTransitions(Transform):
+    "Remove transitions (horizontal rules) that are not direct children of the document or of a section."
+    default_priority = 820          # before docutils' own Transitions check (830)
+
+    def apply(self):
+        for node in list(self.document.findall(nodes.transition)):
+            if not isinstance(node.parent, (nodes.document, nodes.section)):
+                node.parent.remove(node)
+
+
 def setup(app):
     app.connect("source-read", _on_source_read)
+    app.add_transform(DropNestedTransitions)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
