@@ -1,5 +1,13 @@
 from pathlib import Path
 import configparser
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker runs one notebook at a time; with torch's default of one thread per core, two workers on a
+    # 2-core machine oversubscribe it, and loops of many small tensor operations (CPAB integration) slow down
+    # several-fold. One intra-op thread per worker keeps the cores busy without contention.
+    import torch
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 
