@@ -110,8 +110,8 @@ def test_one_title_per_page(site: Path):
         assert n == 1, f"{nb.name}: {n} <h1> headings in the article"
 
 
-def test_show_doc_output_builds(tmp_path: Path):
-    "A stored `show_doc` output (Markdown starting with a horizontal rule) renders: regression for nested transitions."
+def test_markdown_outputs_render(tmp_path: Path):
+    "Stored Markdown outputs render: `show_doc` (starts with a horizontal rule) and a generated table."
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
     from nbdev.showdoc import show_doc
@@ -119,7 +119,9 @@ def test_show_doc_output_builds(tmp_path: Path):
     md = show_doc(expect_shape)._repr_markdown_()
     assert md.startswith("---")
     out = new_output("display_data", data={"text/markdown": md, "text/plain": "<doc>"})
-    nb = new_notebook(cells=[new_markdown_cell("# Page"), new_code_cell("show_doc(expect_shape)", outputs=[out])],
+    table = new_output("display_data", data={"text/markdown": "| a | b |\n| --- | ---: |\n| 1 | 2 |", "text/plain": "t"})
+    nb = new_notebook(cells=[new_markdown_cell("# Page"), new_code_cell("show_doc(expect_shape)", outputs=[out]),
+                             new_code_cell("display(Markdown(table))", outputs=[table])],
                       metadata={"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}})
     nbformat.write(nb, tmp_path / "page.ipynb")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
@@ -131,4 +133,7 @@ def test_show_doc_output_builds(tmp_path: Path):
     res = subprocess.run([str(BIN / "jupyter-book"), "build", str(tmp_path), "-W", "-n", "--keep-going"],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    page = (tmp_path / "_build" / "html" / "page.html").read_text()
     assert "expect_shape" in page_text(tmp_path / "_build" / "html" / "page.html")
+    assert "<table" in page and "| ---" not in page_text(tmp_path / "_build" / "html" / "page.html"), \
+        "a Markdown table in a cell output was not rendered as a table"
