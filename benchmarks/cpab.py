@@ -51,6 +51,8 @@ from pathlib import Path
 
 import torch
 
+from pstn.runner import hardware
+
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ROOT / "_anchors"
 BATCH = 64
@@ -64,13 +66,8 @@ DIFW_CORRECT = 1e-3          # a difw variant counts as correct when its max abs
 
 # ----------------------------------------------------------------------------------------------------- helpers
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    "The CPU model, as recorded in every run record (pstn.runner.hardware)."
+    return hardware()["cpu"]
 
 
 @contextlib.contextmanager

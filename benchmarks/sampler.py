@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pstn.runner import hardware
 from pstn.sampling import sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,13 +34,8 @@ SHAPES = [(64, 1, 28, 28), (64, 3, 96, 96)]
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    "The CPU model, as recorded in every run record (pstn.runner.hardware)."
+    return hardware()["cpu"]
 
 
 def make_case(shape, seed=0):

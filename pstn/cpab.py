@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['cell_boundaries', 'cell_index', 'constraint_matrix', 'cpa_velocity', 'null_space', 'cell_covariance', 'integrate',
-           'CPAB1D']
+           'check_theta_dim', 'CPAB1D']
 
 # %% ../nbs/04_cpab.ipynb #08ee7bbe
 import math
@@ -225,6 +225,15 @@ def integrate(x: Tensor, A: Tensor, t: float = 1.0) -> Tensor:
     return _CPAFlow.apply(x.double(), A.double(), float(t)).to(dtype)
 
 # %% ../nbs/04_cpab.ipynb #8d759be9
+def check_theta_dim(theta: Tensor, dim: int, space) -> None:
+    "Raise `ValueError` unless `theta` is a finite (B, dim) tensor; the message names the basis dimension of `space`."
+    if isinstance(theta, Tensor) and theta.ndim == 2 and theta.shape[1] != dim:
+        raise ValueError(f"theta: expected shape (B, {dim}) (dimension D = {dim} for {space!r}), "
+                         f"got shape {tuple(theta.shape)}")
+    expect_shape(theta, ("B", dim), "theta")
+    expect_finite(theta, "theta")
+
+
 class CPAB1D:
     """Continuous piecewise-affine (CPA) velocity fields on [0, 1] and the diffeomorphisms they integrate to.
 
@@ -246,12 +255,7 @@ class CPAB1D:
         return (f"CPAB1D(nc={self.nc}, zero_boundary={self.zero_boundary}, "
                 f"volume_preservation={self.volume_preservation}, dim={self.dim})")
 
-    def _check_theta(self, theta: Tensor) -> None:
-        if isinstance(theta, Tensor) and theta.ndim == 2 and theta.shape[1] != self.dim:
-            raise ValueError(f"theta: expected shape (B, {self.dim}) (dimension D = {self.dim} for {self!r}), "
-                             f"got shape {tuple(theta.shape)}")
-        expect_shape(theta, ("B", self.dim), "theta")
-        expect_finite(theta, "theta")
+    def _check_theta(self, theta: Tensor) -> None: check_theta_dim(theta, self.dim, self)
 
     def _points(self, x: Tensor, theta: Tensor) -> Tensor:
         "Check x, (N,) or (B, N), and return it as (B, N)."

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .conventions import expect_shape, expect_finite
-from .cpab import null_space
+from .cpab import null_space, check_theta_dim
 
 # %% ../nbs/04b_cpab2d.ipynb #9da9f85c
 _DIRS = ((0, -1), (1, 0), (0, 1), (-1, 0))          # outward direction of triangle k, k = 0..3
@@ -308,12 +308,7 @@ class CPAB2D:
         return (f"CPAB2D(tess=({self.nx}, {self.ny}), zero_boundary={self.zero_boundary}, "
                 f"volume_preservation={self.volume_preservation}, dim={getattr(self, 'dim', '?')})")
 
-    def _check_theta(self, theta: Tensor) -> None:
-        if isinstance(theta, Tensor) and theta.ndim == 2 and theta.shape[1] != self.dim:
-            raise ValueError(f"theta: expected shape (B, {self.dim}) (dimension D = {self.dim} for {self!r}), "
-                             f"got shape {tuple(theta.shape)}")
-        expect_shape(theta, ("B", self.dim), "theta")
-        expect_finite(theta, "theta")
+    def _check_theta(self, theta: Tensor) -> None: check_theta_dim(theta, self.dim, self)
 
     def _basis_as(self, dtype, device) -> Tensor:
         key = (dtype, device)
