@@ -58,12 +58,11 @@ class Family:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             want = {1: "(B, C, L)", 2: "(B, C, H, W)", 3: "(B, C, D, H, W)"}[self.ndim]
             raise ValueError(f"{self.name}: expected input of shape {want} ({self.ndim} spatial dimension(s)), got {got}")
-        self.check_theta(theta)
-        if theta.shape[0] != x.shape[0]:
-            raise ValueError(f"{self.name}: theta has batch size {theta.shape[0]} but the input has {x.shape[0]}")
         if sampler not in ("torch", "book"):
             raise ValueError(f"sampler: expected 'torch' or 'book', got {sampler!r}")
-        g = self.grid(theta, x.shape[2:] if size is None else size, align_corners)
+        g = self.grid(theta, x.shape[2:] if size is None else size, align_corners)   # checks theta
+        if g.shape[0] != x.shape[0]:
+            raise ValueError(f"{self.name}: theta has batch size {g.shape[0]} but the input has {x.shape[0]}")
         if sampler == "book": return sample(x, g, padding_mode=padding_mode, align_corners=align_corners)
         if self.ndim == 1:                                       # a series is an image of height 1, read at y = 0
             g2 = torch.stack([g[..., 0], torch.zeros_like(g[..., 0])], -1).unsqueeze(1)

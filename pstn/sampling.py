@@ -61,6 +61,20 @@ def _corner_offsets(strides: list[int]) -> list[int]:
     return [sum(s for k, s in enumerate(strides) if c >> k & 1) for c in range(2 ** len(strides))]
 
 
+def _layout(input: torch.Tensor, grid: torch.Tensor):
+    "Sizes both samplers need: (B, C, sizes, d, out, P, padded, g) with the grid flattened to (B, P, d)."
+    B, C, *sizes = input.shape
+    d, out = len(sizes), grid.shape[1:-1]
+    P = math.prod(out)
+    return B, C, sizes, d, out, P, [n + 2 * _PAD for n in sizes], grid.reshape(B, P, d)
+
+
+def _unpad(gU: torch.Tensor, sizes: list[int], padded: list[int]) -> torch.Tensor:
+    "The gradient scattered into the padded, flattened input (B, C, prod(padded)), cropped back to (B, C, *sizes)."
+    crop = (slice(None), slice(None)) + tuple(slice(_PAD, _PAD + n) for n in sizes)
+    return gU.view(*gU.shape[:2], *padded)[crop]
+
+
 def _split_by_weights(t: torch.Tensor, fs: list[torch.Tensor]) -> list[torch.Tensor]:
     "`t` times each corner's weight prod_k (f_k or 1 - f_k), in corner order, sharing the products."
     parts = [t]
@@ -81,12 +95,8 @@ class LinearSample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, grid, padding_mode="zeros", align_corners=False):
-        B, C, *sizes = input.shape
-        d, out = len(sizes), grid.shape[1:-1]
-        P = math.prod(out)
-        padded = [n + 2 * _PAD for n in sizes]
+        B, C, sizes, d, out, P, padded, g = _layout(input, grid)
         strides = [math.prod(padded[d - k:]) for k in range(d)]          # flat strides of x, y, z
-        g = grid.reshape(B, P, d)
         base, fs, chains = None, [], []
         for k in range(d):
             i, f, chain = _pixel_coords(g[..., k], sizes[d - 1 - k], padding_mode, align_corners)
@@ -117,8 +127,7 @@ class LinearSample(torch.autograd.Function):
             gU = gV.new_zeros(B, C, math.prod(padded))
             for i, share in zip(index, _split_by_weights(gV, fs)):
                 gU.scatter_add_(2, i, share)
-            crop = (slice(None), slice(None)) + tuple(slice(_PAD, _PAD + n) for n in sizes)
-            grad_input = gU.view(B, C, *padded)[crop]
+            grad_input = _unpad(gU, sizes, padded)
         if ctx.needs_input_grad[1]:                                       # eq. 7: a difference in round k
             rounds, start = [], 0
             for k in range(d):
@@ -145,11 +154,7 @@ class NearestSample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, grid, padding_mode="zeros", align_corners=False):
-        B, C, *sizes = input.shape
-        d, out = len(sizes), grid.shape[1:-1]
-        P = math.prod(out)
-        padded = [n + 2 * _PAD for n in sizes]
-        g = grid.reshape(B, P, d)
+        B, C, sizes, d, out, P, padded, g = _layout(input, grid)
         index = 0
         for k in range(d):
             n = sizes[d - 1 - k]
@@ -172,8 +177,7 @@ class NearestSample(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gU = grad_out.new_zeros(B, C, math.prod(padded))
             gU.scatter_add_(2, index, grad_out.reshape(B, C, -1))
-            crop = (slice(None), slice(None)) + tuple(slice(_PAD, _PAD + n) for n in sizes)
-            grad_input = gU.view(B, C, *padded)[crop]
+            grad_input = _unpad(gU, sizes, padded)
         if ctx.needs_input_grad[1]:
             grad_grid = grad_out.new_zeros(grid_shape)
         return grad_input, grad_grid, None, None
