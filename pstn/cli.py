@@ -41,6 +41,7 @@ def _cmd_run(args) -> int:
     print(f"{rec['experiment']} ({rec['profile']}) finished in {rec['duration_s']:.1f} s")
     print(f"record: {rec['run_dir']}/record.json")
     for k, v in rec["metrics"].items(): print(f"  {k} = {v}")
+    if args.publish: print(f"summary published to {runner.publish(rec)}")
     return 0
 
 # %% ../nbs/14_cli.ipynb #9062e024
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-f", "--parameters-file", help="YAML file of parameter values; wins over the profile")
     sp.add_argument("--results-dir", help="where runs are written (default: $PSTN_RESULTS or _results/)")
     sp.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
+    sp.add_argument("--publish", action="store_true", help="copy the finished run's summary (record, per-piece "
+                    "results, figures) to results/experiments/<name>/<profile>/ for the book's report")
 
     dp = sub.add_parser("data", help="fetch and check the data sets (MNIST, Fashion-MNIST, UCR)",
                         description="fetch and check the data sets (MNIST, Fashion-MNIST, UCR)")

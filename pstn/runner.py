@@ -3,7 +3,8 @@
 # %% auto #0
 __all__ = ['PROFILES', 'project_root', 'experiments_dir', 'results_dir', 'list_experiments', 'find_experiment',
            'experiment_title', 'notebook_parameters', 'load_profiles', 'parse_value', 'resolve_parameters', 'run_id',
-           'hardware', 'current_run_dir', 'record_metrics', 'ExperimentFailed', 'run_experiment']
+           'hardware', 'current_run_dir', 'record_metrics', 'run_file', 'resumable', 'save_figure', 'ExperimentFailed',
+           'run_experiment', 'published_dir', 'publish']
 
 # %% ../nbs/13_runner.ipynb #84950f97
 import ast
@@ -226,6 +227,31 @@ def record_metrics(**metrics) -> dict:
     return metrics
 
 # %% ../nbs/13_runner.ipynb #113c1852
+def run_file(name: str) -> Path | None:
+    "`<run folder>/<name>` (parent folders created), or `None` outside a run."
+    d = current_run_dir()
+    if d is None: return None
+    p = d / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def resumable(name: str, fn):
+    "The JSON-able result of `fn()`, computed once per run: stored as `<run folder>/pieces/<name>.json`."
+    p = run_file(f"pieces/{name}.json")
+    if p is not None and p.exists(): return json.loads(p.read_text())
+    out = _jsonable(fn())
+    if p is not None: _write_json(p, out)
+    return out
+
+
+def save_figure(fig, name: str, dpi: int = 80) -> Path | None:
+    "Save a matplotlib figure as `<run folder>/<name>.png` (kept small for the results folder); `None` outside a run."
+    p = run_file(f"{name}.png")
+    if p is not None: fig.savefig(p, dpi=dpi, bbox_inches="tight")
+    return p
+
+# %% ../nbs/13_runner.ipynb #ddacf027
 class ExperimentFailed(RuntimeError):
     "An experiment's notebook raised; `.record` is the run's record, with the failing cell."
     def __init__(self, record: dict):
@@ -291,3 +317,35 @@ def run_experiment(name: str | Path, profile: str = "smoke", overrides: dict | N
         _write_json(out_dir / "record.json", record)
     if record["status"] == "failed": raise ExperimentFailed(record)
     return record
+
+# %% ../nbs/13_runner.ipynb #ca641297
+def published_dir(experiment: str, profile: str, dest: Path | str | None = None) -> Path:
+    "`<dest or repository>/results/experiments/<experiment>/<profile>`: where `publish` puts a run's summary."
+    root = Path(dest) if dest is not None else (project_root() or Path.cwd()) / "results"
+    return root / "experiments" / experiment / profile
+
+
+def publish(run: dict | Path | str, dest: Path | str | None = None, max_kb: int = 400) -> Path:
+    """Copy the summary of a finished run (its record dict or run folder) to `published_dir`; return that folder.
+
+    Copies record.json (paths removed), pieces/*.json and *.png (each at most `max_kb` KB; larger files are
+    skipped with a warning). Refuses runs whose status is not `finished`."""
+    import shutil, warnings
+    run_dir = Path(run["run_dir"] if isinstance(run, dict) else run)
+    rec_file = run_dir / "record.json"
+    if not rec_file.exists(): raise FileNotFoundError(f"publish: expected a run folder with record.json, got {run_dir}")
+    rec = json.loads(rec_file.read_text())
+    if rec.get("status") != "finished":
+        raise ValueError(f"publish: expected a finished run, got status {rec.get('status')!r} in {run_dir}")
+    out = published_dir(rec["experiment"], rec["profile"], dest)
+    if out.exists(): shutil.rmtree(out)
+    (out / "pieces").mkdir(parents=True)
+    rec = {k: v for k, v in rec.items() if k not in ("notebook", "run_dir", "output_notebook")}
+    _write_json(out / "record.json", rec)
+    files = sorted(run_dir.glob("*.png")) + sorted((run_dir / "pieces").glob("*.json"))
+    for f in files:
+        if f.stat().st_size > max_kb * 1024:
+            warnings.warn(f"publish: skipped {f.name} ({f.stat().st_size // 1024} KB > {max_kb} KB)")
+            continue
+        shutil.copy2(f, out / f.relative_to(run_dir))
+    return out
