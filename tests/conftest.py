@@ -6,6 +6,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each xdist worker runs one notebook at a time; with torch's default of one thread per core, two workers on a
     # 2-core machine oversubscribe it, and loops of many small tensor operations (CPAB integration) slow down
     # several-fold. One intra-op thread per worker keeps the cores busy without contention.
+    # Child processes (papermill kernels of the experiment tests) inherit the same limit through the environment.
+    os.environ["OMP_NUM_THREADS"] = "1"
     import torch
     torch.set_num_threads(1)
 
