@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/pstn_step.py            # writes results/benchmarks/pstn_step.json
 
 One training step = forward, backward and an Adam step, on an MNIST-sized batch of 64 (1x28x28), affine family,
-the localiser and classifier shapes of the MNIST experiments. Measured, in one run, as the median of repeated steps:
+a small localiser (`conv_net(..., channels=(8, 16), hidden=32)`, between the MNIST-subsets and rotated-MNIST
+localisers) and `conv_net`'s default classifier (the 28k-weight CNN of the experiments). Measured, in one run, as the median of repeated steps:
 
 * the STN step and the P-STN step at S = 1, 2, 5, 10 (samples per image in training);
 * the two parts the bound is made of: the localiser (trunk + heads, forward + backward, batch 64) and the
@@ -12,7 +13,7 @@ the localiser and classifier shapes of the MNIST experiments. Measured, in one r
 * peak memory: each configuration runs in a fresh child process; we report the growth of its peak resident set
   size (ru_maxrss) over the steps, i.e. the memory the steps themselves needed beyond the model and the imports.
 """
-import json, statistics, subprocess, sys, time
+import datetime, json, os, statistics, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,7 @@ def main():
     import torch
     from pstn.runner import hardware
     threads = torch.get_num_threads()
+    load_before = list(os.getloadavg())
     runs = []
     for kind, S in [("stn", 1), ("pstn", 1), ("pstn", 2), ("pstn", 5), ("pstn", 10)]:
         r = subprocess.run([sys.executable, __file__, "--child", kind, str(S), str(threads)],
@@ -86,6 +88,9 @@ def main():
                      "ratio_over_bound": ratio / bound, "peak_rss_growth_mb": r["peak_rss_growth_mb"]})
     result = {"benchmark": "pstn_step", "batch": B, "input": [1, 28, 28], "family": "affine",
               "repeats": REPEATS, "statistic": "median", "threads": threads, "hardware": hardware(),
+              "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "command": ".venv/bin/python benchmarks/pstn_step.py",
+              "load_average_1_5_15": load_before, "load_average_after_1_5_15": list(os.getloadavg()),
               "stn": stn, "pstn": rows,
               "note": "bound = (localiser + S * classifier) / (localiser + classifier), parts timed at batch 64 "
                       "in the STN process; peak memory = growth of ru_maxrss during the steps, fresh process each"}
