@@ -45,18 +45,22 @@ def _to(batch, device):
 
 def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int = 64, lr: float = 1e-3,
           weight_decay: float = 0.0, seed: int = 0, checkpoint: str | Path | None = None,
-          val_dataset: Dataset | None = None, progress: bool = True, num_workers: int = 0) -> list[dict]:
+          val_dataset: Dataset | None = None, progress: bool = True, num_workers: int = 0,
+          channels_last: bool = False) -> list[dict]:
     """Train `model` (any model with `.loss(x, y) -> (loss, parts)`) with Adam; returns the history.
 
     One dict per epoch: epoch, loss and the mean of each part of `model.loss` over the epoch's batches, seconds,
     and `val_`-prefixed `evaluate` metrics when `val_dataset` is given. With `checkpoint`, the model, optimiser
     and history are saved after each epoch and a rerun resumes after the last saved epoch (a finished run
     returns its history at once). Raises `NonFiniteError` with the epoch and step if a loss or transformation
-    is not finite."""
+    is not finite. `channels_last=True` stores the model's 4-D weights (and so its convolutions' activations) in
+    `torch.channels_last` memory format: the same arithmetic, faster on CPU here (see the performance page);
+    the model stays in that format afterwards."""
     if not isinstance(epochs, int) or epochs < 0: raise ValueError(f"epochs: expected an integer >= 0, got {epochs!r}")
     if not (lr > 0): raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params: raise ValueError("train: expected a model with trainable parameters, got none (all frozen?)")
+    if channels_last: model.to(memory_format=torch.channels_last)     # in place: params keep their identity
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     device = params[0].device
     history, start = [], 0
