@@ -15,7 +15,7 @@ EXPERIMENTS = sorted(runner.list_experiments(EXP_DIR))
 
 
 def test_there_are_experiments():
-    assert {"rotated_mnist", "mnist_subsets", "ucr"} <= set(EXPERIMENTS), EXPERIMENTS
+    assert {"loss_landscape", "rotated_mnist", "fashion_placement", "failure_mode", "mnist_subsets", "ucr"} <= set(EXPERIMENTS), EXPERIMENTS
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
