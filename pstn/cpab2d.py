@@ -43,25 +43,20 @@ def triangle_vertices(tess: tuple[int, int]) -> Tensor:
     return out
 
 
-def _gt0(z: Tensor) -> Tensor:
-    "1.0 where z > 0 else 0.0, without comparisons (fast on CPU)."
-    return z.sign().clamp_(min=0)
-
-
-def _ge0(z: Tensor) -> Tensor:
-    "1.0 where z >= 0 else 0.0."
-    return z.sign().add_(1).clamp_(max=1)
+def _locate_f(x: Tensor, y: Tensor, nx: int, ny: int) -> Tensor:
+    "Cell index of the points (x, y) as a float tensor of exact small integers (no gradient); see `triangle_index`."
+    X, Y = x.detach() * nx, y.detach() * ny
+    i, j = X.floor().clamp_(0, nx - 1), Y.floor().clamp_(0, ny - 1)
+    u, w = X.sub_(i).sub_(0.5), Y.sub_(j).sub_(0.5)
+    vert = w.abs().sub_(u.abs()).sign_().clamp_(min=0)              # 1: triangle 0 or 2
+    kh = u.sign_().clamp_(min=0).mul_(-2).add_(3)                    # 1 if u > 0 else 3
+    k = w.sign_().add_(1).clamp_(max=1).mul_(2).sub_(kh).mul_(vert).add_(kh)   # 0 or 2 by the sign of w
+    return j.mul_(nx).add_(i).mul_(4).add_(k)
 
 
 def _locate(x: Tensor, y: Tensor, nx: int, ny: int) -> Tensor:
     "Cell index (long) of the points (x, y), any equal shapes; see `triangle_index`."
-    X, Y = x.detach() * nx, y.detach() * ny
-    i, j = X.floor().clamp_(0, nx - 1), Y.floor().clamp_(0, ny - 1)
-    u, w = X - i - 0.5, Y - j - 0.5
-    vert = _gt0(w.abs() - u.abs())                                   # 1: triangle 0 or 2
-    kh = 3 - 2 * _gt0(u)                                              # 1 if u > 0 else 3
-    k = kh + vert * (2 * _ge0(w) - kh)                               # 0 or 2 by the sign of w
-    return ((j * nx + i) * 4 + k).long()
+    return _locate_f(x, y, nx, ny).long()
 
 
 def triangle_index(points: Tensor, tess: tuple[int, int]) -> Tensor:
@@ -217,9 +212,12 @@ def _partial(P: Tensor, gi: Tensor, sig: Tensor, x: Tensor, y: Tensor) -> tuple[
     return _apply(W.unbind(0), x, y)
 
 
-def _integrate(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: Tensor, nbr: Tensor,
-               max_splits: int = 8) -> Tensor:
-    """Flow the points p (B, N, 2) for time t along the CPA field A (B, nc, 2, 3), same dtype; see the text."""
+def _integrate_autograd(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: Tensor, nbr: Tensor,
+                        max_splits: int = 8) -> Tensor:
+    """Flow the points p (B, N, 2) for time t along the CPA field A (B, nc, 2, 3), same dtype; see the text.
+
+    Gradients by plain autograd through every operation. `CPAB2D.transform` uses `_integrate` (same forward,
+    adjoint backward); this version is kept as the reference the adjoint pass is tested against."""
     B, N = p.shape[:2]
     nc = A.shape[1]
     dtype = p.dtype
@@ -281,6 +279,203 @@ def _integrate(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: 
     return torch.stack([x, y], 0).T.reshape(B, N, 2)
 
 # %% ../nbs/04b_cpab2d.ipynb #99edd1b3
+def _gather_powers(Pt: Tensor, gi: Tensor) -> tuple[Tensor, ...]:
+    "Columns gi of the transposed power table Pt ((KT+1) 6, R) as KT+1 tensors (6, M)."
+    return Pt.index_select(1, gi).view(_KT + 1, 6, -1).unbind(0)
+
+
+def _horner(Pg: tuple[Tensor, ...], sig: Tensor) -> Tensor:
+    "W(sig) = sum_k sig^k Pg[k], (6, M), by Horner's scheme; Pg from `_gather_powers`, sig (M,)."
+    W = Pg[_KT]
+    for k in range(_KT - 1, -1, -1):
+        W = torch.addcmul(Pg[k], sig, W)
+    return W
+
+
+def _affine_rows(W, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    "(W[0] x + W[1] y + W[2], W[3] x + W[4] y + W[5]) for six rows W[j] of shape (M,)."
+    return (torch.addcmul(torch.addcmul(W[2], W[0], x), W[1], y),
+            torch.addcmul(torch.addcmul(W[5], W[3], x), W[4], y))
+
+
+def _outer_powers(sig: Tensor, gx: Tensor, gy: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    "(M, (KT+1) 6): sig^k (gx x, gx y, gx, gy x, gy y, gy), the gradient of r = W(sig) (x, y, 1) for the power table."
+    pw = torch.cat([torch.ones_like(sig)[:, None], sig[:, None].expand(-1, _KT)], 1).cumprod(1)   # (M, KT+1)
+    o = torch.stack([gx * x, gx * y, gx, gy * x, gy * y, gy], 0).T                                 # (M, 6)
+    return (pw[:, :, None] * o[:, None, :]).reshape(len(sig), -1)
+
+
+def _dflow(Pt: Tensor, hA: Tensor, gi: Tensor, sig: Tensor, rx: Tensor, ry: Tensor,
+           x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """d/dsig of W(sig) (x, y, 1) in the cells gi, where (rx, ry) = W(sig) (x, y, 1); hA (6, R) is h A.
+
+    Exactly h A (rx, ry, 1) - sig^KT h M (P_KT (x, y, 1)), because k P_k = h G P_(k-1)."""
+    a = hA.index_select(1, gi)
+    wx, wy = _affine_rows(Pt[6 * _KT:].index_select(1, gi), x, y)
+    sk = sig ** _KT
+    wx, wy = wx * sk, wy * sk
+    vx, vy = _affine_rows(a, rx, ry)
+    return vx - a[0] * wx - a[1] * wy, vy - a[3] * wx - a[4] * wy
+
+
+class _Flow(torch.autograd.Function):
+    """The integration of `_integrate_autograd` as one autograd node: inputs the power table P (R, KT+1, 6) and
+    the coordinates x, y (M,); outputs the final x, y. The backward is the adjoint pass described in the text."""
+
+    @staticmethod
+    def forward(ctx, P, x, y, boff, n, nx, ny, H, nbr, hA, max_splits, keep):
+        R = P.shape[0]
+        dtype = x.dtype
+        Es = [e.contiguous() for e in P.sum(1).unbind(1)]                 # full step E, 6 x (R,)
+        Pt = P.reshape(R, -1).T.contiguous()                              # ((KT+1) 6, R)
+        Ht = H.view(-1, 5, 3).permute(2, 1, 0).reshape(15, -1)            # rows: n_x (5), n_y (5), e (5)
+        exact = dtype == torch.float64 or R < 2 ** 24                     # row indices exact in floating point
+        boff_f = boff.to(dtype)
+        c = _locate_f(x, y, nx, ny)
+        tiny = 64 * torch.finfo(dtype).eps
+        tol = 1000 * torch.finfo(dtype).eps
+        tape = []
+        for _ in range(n):
+            gi = (boff_f + c).long() if exact else boff + c.long()
+            m = [e.index_select(0, gi) for e in Es]
+            qx, qy = _affine_rows(m, x, y)
+            cq = _locate_f(qx, qy, nx, ny)
+            ids = (cq - c).nonzero().squeeze(1)
+            if ids.numel():
+                px, py, ex, ey = (v.index_select(0, ids) for v in (x, y, qx, qy))
+                mv = (ex - px).abs_().add_((ey - py).abs_()) > tiny           # ignore points that stand still
+                if not bool(mv.all()):
+                    ids, px, py, ex, ey = ids[mv], px[mv], py[mv], ex[mv], ey[mv]
+            split = None
+            if ids.numel():
+                cc, bb = c.index_select(0, ids).long(), boff.index_select(0, ids)
+                sig = torch.ones_like(px)
+                act, its = None, []                                       # act: rows still going (None: all)
+                for it in range(max_splits):
+                    nl, ml, el = Ht.index_select(1, cc).view(3, 5, -1).unbind(0)      # (5, m) each
+                    f = torch.addcmul(nl * px, ml, py).sub_(el)                      # <= 0 inside cell cc
+                    g = torch.addcmul(nl * (ex - px), ml, ey - py)                   # rate along the chord
+                    towards = g > 0
+                    s_all = torch.where(towards, f.neg_().div_(torch.where(towards, g, 1.0)), 2.0)
+                    s_raw, line = s_all.min(0)
+                    s = s_raw.clamp(0, 1)
+                    tau = s * sig
+                    cn = torch.where(s_raw < 1, nbr[cc, line], cc).clamp_(min=0)
+                    sig2 = sig - tau
+                    ci, ni = bb + cc, bb + cn
+                    W = _horner(_gather_powers(Pt, torch.cat([ci, ni])), torch.cat([tau, sig2]))
+                    W1, W2 = W[:, :len(ci)], W[:, len(ci):]
+                    sx, sy = _affine_rows(W1, px, py)                                # exactly, to the exit
+                    rx, ry = _affine_rows(W2, sx, sy)                                # the rest of the step in cn
+                    nl2, ml2, el2 = Ht.index_select(1, cn).view(3, 5, -1).unbind(0)
+                    out = torch.addcmul(nl2 * rx, ml2, ry).sub_(el2).amax(0) > tol
+                    if act is None:
+                        resx, resy, resc = rx.clone(), ry.clone(), cn.clone()
+                    else:
+                        resx.index_put_((act,), rx); resy.index_put_((act,), ry); resc.index_put_((act,), cn)
+                    kp = out.nonzero().squeeze(1) if it < max_splits - 1 else ids[:0]   # last try: accept
+                    if keep:
+                        li = line[None]
+                        its.append(dict(act=act, kp=kp, px=px, py=py, sx=sx, sy=sy, rx=rx, ry=ry, s=s, sig=sig,
+                                        tau=tau, sig2=sig2, W1=W1, W2=W2, ci=ci, ni=ni,
+                                        smask=(s_raw >= 0) & (s_raw <= 1), gl=g.gather(0, li)[0],
+                                        nl=nl.gather(0, li)[0], ml=ml.gather(0, li)[0]))
+                    if not kp.numel(): break
+                    act = kp if act is None else act.index_select(0, kp)
+                    px, py, ex, ey, cc, bb, sig = (v.index_select(0, kp) for v in (sx, sy, rx, ry, cn, bb, sig2))
+                qx = qx.index_put((ids,), resx)
+                qy = qy.index_put((ids,), resy)
+                cq = cq.index_put((ids,), resc.to(dtype))
+                split = (ids, its)
+            if keep: tape.append((x, y, gi, m, split))
+            x, y, c = qx, qy, cq
+        if keep:
+            ctx.tape, ctx.Pt, ctx.hA = tape, Pt, hA.T.contiguous()
+        return x, y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gxo, gyo):
+        Pt, hA = ctx.Pt, ctx.hA
+        R = Pt.shape[1]
+        GP = torch.zeros(R, (_KT + 1) * 6, dtype=Pt.dtype, device=Pt.device)   # dL/dP from partial moves
+        GE = torch.zeros(6, R, dtype=Pt.dtype, device=Pt.device)               # dL/dE from full steps
+        gx, gy = gxo.contiguous(), gyo.contiguous()                             # adjoint of the current x, y
+        for x, y, gi, m, split in reversed(ctx.tape):
+            extra = None
+            if split is None:
+                gqx, gqy = gx, gy
+            else:
+                ids, its = split
+                grx, gry = gx.index_select(0, ids), gy.index_select(0, ids)
+                nxt = None                                    # adjoints of (p, p, e, e, sigma) of the next iteration
+                for r in reversed(its):
+                    act = r["act"]
+                    g_rx = grx if act is None else grx.index_select(0, act)
+                    g_ry = gry if act is None else gry.index_select(0, act)
+                    g_sx, g_sy, g_s2 = torch.zeros_like(g_rx), torch.zeros_like(g_rx), torch.zeros_like(g_rx)
+                    if nxt is not None:                       # rows that went on: adjoints from the next iteration
+                        kp = r["kp"]
+                        g_rx = g_rx.index_copy(0, kp, nxt[2]); g_ry = g_ry.index_copy(0, kp, nxt[3])
+                        g_sx.index_copy_(0, kp, nxt[0]); g_sy.index_copy_(0, kp, nxt[1])
+                        g_s2.index_copy_(0, kp, nxt[4])
+                    sx, sy, px, py = r["sx"], r["sy"], r["px"], r["py"]
+                    s, sig, tau, sig2, W1, W2 = r["s"], r["sig"], r["tau"], r["sig2"], r["W1"], r["W2"]
+                    # both partial moves at once: velocities d/dsigma, then the power-table gradient
+                    mm = len(s)
+                    v = _dflow(Pt, hA, torch.cat([r["ni"], r["ci"]]), torch.cat([sig2, tau]),
+                               torch.cat([r["rx"], sx]), torch.cat([r["ry"], sy]),
+                               torch.cat([sx, px]), torch.cat([sy, py]))
+                    # r = W_cn(sig2) (sx, sy, 1)
+                    g_sx = g_sx + W2[0] * g_rx + W2[3] * g_ry
+                    g_sy = g_sy + W2[1] * g_rx + W2[4] * g_ry
+                    g_s2 = g_s2 + g_rx * v[0][:mm] + g_ry * v[1][:mm]
+                    # sig2 = sig - s sig
+                    g_sig, g_s = g_s2 * (1 - s), -sig * g_s2
+                    # (sx, sy) = W_cc(tau) (px, py, 1), tau = s sig
+                    g_px = W1[0] * g_sx + W1[3] * g_sy
+                    g_py = W1[1] * g_sx + W1[4] * g_sy
+                    g_tau = g_sx * v[0][mm:] + g_sy * v[1][mm:]
+                    GP.index_add_(0, torch.cat([r["ni"], r["ci"]]),
+                                  _outer_powers(torch.cat([sig2, tau]), torch.cat([g_rx, g_sx]),
+                                                torch.cat([g_ry, g_sy]), torch.cat([sx, px]), torch.cat([sy, py])))
+                    g_s, g_sig = g_s + sig * g_tau, g_sig + s * g_tau
+                    # s = -(n . p - e0) / (n . (e - p)) on the exit line, where not clamped
+                    a = torch.where(r["smask"], g_s / r["gl"], 0.0)
+                    g_px = g_px - a * (1 - s) * r["nl"]; g_py = g_py - a * (1 - s) * r["ml"]
+                    nxt = (g_px, g_py, -a * s * r["nl"], -a * s * r["ml"], g_sig)
+                gqx, gqy = gx.index_put((ids,), nxt[2]), gy.index_put((ids,), nxt[3])   # chord end = full step
+                extra = (ids, nxt[0], nxt[1])
+            for j, v in enumerate((gqx * x, gqx * y, gqx, gqy * x, gqy * y, gqy)):
+                GE[j].index_add_(0, gi, v)
+            gx = torch.addcmul(m[0] * gqx, m[3], gqy)
+            gy = torch.addcmul(m[1] * gqx, m[4], gqy)
+            if extra is not None:
+                gx, gy = gx.index_add(0, extra[0], extra[1]), gy.index_add(0, extra[0], extra[2])
+        GP = GP.view(R, _KT + 1, 6) + GE.T[:, None, :]
+        return GP, gx, gy, None, None, None, None, None, None, None, None, None
+
+
+def _integrate(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: Tensor, nbr: Tensor,
+               max_splits: int = 8) -> Tensor:
+    """Flow the points p (B, N, 2) for time t along the CPA field A (B, nc, 2, 3), same dtype, as
+    `_integrate_autograd` does, with gradients (theta and points) from the adjoint pass of `_Flow`."""
+    B, N = p.shape[:2]
+    nc = A.shape[1]
+    Af = A.reshape(B * nc, 6)
+    lin = Af.detach()[:, [0, 1, 3, 4]].abs()
+    rho = float(torch.maximum(lin[:, 0] + lin[:, 1], lin[:, 2] + lin[:, 3]).max()) if Af.numel() else 0.0
+    n = max(int(steps), math.ceil(2 * abs(t) * rho))               # every step: ||h M_c||_inf <= 1/2
+    h = t / n
+    P = _power_table(Af, h)                                          # (B nc, KT+1, 6), autograd to A
+    x, y = p.reshape(B * N, 2).T.contiguous().unbind(0)
+    boff = torch.arange(B, device=p.device).repeat_interleave(N) * nc
+    keep = torch.is_grad_enabled() and (P.requires_grad or p.requires_grad)
+    x, y = _Flow.apply(P, x, y, boff, n, nx, ny, H.to(p.dtype).reshape(nc, 15), nbr, h * Af.detach(),
+                       max_splits, keep)
+    return torch.stack([x, y], 0).T.reshape(B, N, 2)
+
+# %% ../nbs/04b_cpab2d.ipynb #2847b4e6
 class CPAB2D:
     """Continuous piecewise-affine velocity fields on [0, 1]^2 and the diffeomorphisms they integrate to.
 
@@ -342,7 +537,8 @@ class CPAB2D:
         """T^theta: flow `points` ((N, 2) or (B, N, 2), (x, y) in [0, 1]^2) along v^theta for time t -> (B, N, 2).
 
         Fixed steps, exact inside each cell, split at cell crossings (error O(h^4), about 1e-6 or less with
-        the default 10 steps for theta from the prior). Differentiable in theta and points (autograd).
+        the default 10 steps for theta from the prior). Differentiable in theta and points (an adjoint
+        backward pass, equal to autograd through the steps; first derivatives only).
         T^{-theta} (or t -> -t) is the inverse. Points outside the square follow the continued border cells;
         with zero boundary they stay outside and points inside stay inside (clamped to [0, 1]^2 at the end)."""
         if isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t)):
