@@ -35,7 +35,7 @@ data: env
 	$(BIN)/pstn data fetch
 
 book: data
-	jupyter-book build . -W -n --keep-going
+	jupyter-book build . --all -W -n --keep-going   # --all: pages that read results/ must rerun when only the results changed
 	@echo "site: $(CURDIR)/_build/html/index.html"
 
 test: data
