@@ -197,19 +197,34 @@ def _power_table(A: Tensor, h: float) -> Tensor:
     return torch.stack([torch.stack(m, 1) for m in P], 1)
 
 
-def _apply(m: list, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    "Affine map with entries m = (m11, m12, m13, m21, m22, m23) applied to (x, y)."
+def _apply(m, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    "Affine map with entries m = (m11, m12, m13, m21, m22, m23) (six tensors, or rows of a (6, M) tensor) applied to (x, y)."
     return (torch.addcmul(torch.addcmul(m[2], m[0], x), m[1], y),
             torch.addcmul(torch.addcmul(m[5], m[3], x), m[4], y))
+
+
+def _horner(Pg: tuple[Tensor, ...], sig: Tensor) -> Tensor:
+    "W(sig) = sum_k sig^k Pg[k], (6, M), by Horner's scheme; Pg: KT+1 tensors (6, M), sig (M,)."
+    W = Pg[_KT]
+    for k in range(_KT - 1, -1, -1):
+        W = torch.addcmul(Pg[k], sig, W)
+    return W
 
 
 def _partial(P: Tensor, gi: Tensor, sig: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     "Exact flow for time sig * h (sig in [0, 1]) in the cells gi (rows of the power table P) from (x, y)."
     Pg = P.index_select(0, gi).view(-1, _KT + 1, 6).permute(1, 2, 0).contiguous().unbind(0)  # KT+1 x (6, M)
-    W = Pg[_KT]
-    for k in range(_KT - 1, -1, -1):
-        W = torch.addcmul(Pg[k], sig, W)
-    return _apply(W.unbind(0), x, y)
+    return _apply(_horner(Pg, sig).unbind(0), x, y)
+
+
+def _step_table(A: Tensor, t: float, steps: int) -> tuple[int, float, Tensor]:
+    """Number of steps n (at least `steps`, and enough that ||h M_c||_inf <= 1/2 in every cell), step h = t / n and
+    the power table (B nc, KT+1, 6) of h A, for the CPA field A (B, nc, 2, 3)."""
+    Af = A.reshape(-1, 6)
+    lin = Af.detach()[:, [0, 1, 3, 4]].abs()
+    rho = float(torch.maximum(lin[:, 0] + lin[:, 1], lin[:, 2] + lin[:, 3]).max()) if Af.numel() else 0.0
+    n = max(int(steps), math.ceil(2 * abs(t) * rho))
+    return n, t / n, _power_table(Af, t / n)
 
 
 def _integrate_autograd(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: Tensor, nbr: Tensor,
@@ -221,12 +236,7 @@ def _integrate_autograd(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny:
     B, N = p.shape[:2]
     nc = A.shape[1]
     dtype = p.dtype
-    Af = A.reshape(B * nc, 6)
-    lin = Af.detach()[:, [0, 1, 3, 4]].abs()
-    rho = float(torch.maximum(lin[:, 0] + lin[:, 1], lin[:, 2] + lin[:, 3]).max()) if Af.numel() else 0.0
-    n = max(int(steps), math.ceil(2 * abs(t) * rho))               # every step: ||h M_c||_inf <= 1/2
-    h = t / n
-    P = _power_table(Af, h)                                          # (B nc, KT+1, 6)
+    n, h, P = _step_table(A, t, steps)                               # (B nc, KT+1, 6)
     E = P.sum(1)                                                     # full step, (B nc, 6)
     P = P.reshape(B * nc, -1)
     H = H.to(dtype).reshape(nc, 15)
@@ -284,20 +294,6 @@ def _gather_powers(Pt: Tensor, gi: Tensor) -> tuple[Tensor, ...]:
     return Pt.index_select(1, gi).view(_KT + 1, 6, -1).unbind(0)
 
 
-def _horner(Pg: tuple[Tensor, ...], sig: Tensor) -> Tensor:
-    "W(sig) = sum_k sig^k Pg[k], (6, M), by Horner's scheme; Pg from `_gather_powers`, sig (M,)."
-    W = Pg[_KT]
-    for k in range(_KT - 1, -1, -1):
-        W = torch.addcmul(Pg[k], sig, W)
-    return W
-
-
-def _affine_rows(W, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    "(W[0] x + W[1] y + W[2], W[3] x + W[4] y + W[5]) for six rows W[j] of shape (M,)."
-    return (torch.addcmul(torch.addcmul(W[2], W[0], x), W[1], y),
-            torch.addcmul(torch.addcmul(W[5], W[3], x), W[4], y))
-
-
 def _outer_powers(sig: Tensor, gx: Tensor, gy: Tensor, x: Tensor, y: Tensor) -> Tensor:
     "(M, (KT+1) 6): sig^k (gx x, gx y, gx, gy x, gy y, gy), the gradient of r = W(sig) (x, y, 1) for the power table."
     pw = torch.cat([torch.ones_like(sig)[:, None], sig[:, None].expand(-1, _KT)], 1).cumprod(1)   # (M, KT+1)
@@ -311,10 +307,10 @@ def _dflow(Pt: Tensor, hA: Tensor, gi: Tensor, sig: Tensor, rx: Tensor, ry: Tens
 
     Exactly h A (rx, ry, 1) - sig^KT h M (P_KT (x, y, 1)), because k P_k = h G P_(k-1)."""
     a = hA.index_select(1, gi)
-    wx, wy = _affine_rows(Pt[6 * _KT:].index_select(1, gi), x, y)
+    wx, wy = _apply(Pt[6 * _KT:].index_select(1, gi), x, y)
     sk = sig ** _KT
     wx, wy = wx * sk, wy * sk
-    vx, vy = _affine_rows(a, rx, ry)
+    vx, vy = _apply(a, rx, ry)
     return vx - a[0] * wx - a[1] * wy, vy - a[3] * wx - a[4] * wy
 
 
@@ -338,7 +334,7 @@ class _Flow(torch.autograd.Function):
         for _ in range(n):
             gi = (boff_f + c).long() if exact else boff + c.long()
             m = [e.index_select(0, gi) for e in Es]
-            qx, qy = _affine_rows(m, x, y)
+            qx, qy = _apply(m, x, y)
             cq = _locate_f(qx, qy, nx, ny)
             ids = (cq - c).nonzero().squeeze(1)
             if ids.numel():
@@ -365,8 +361,8 @@ class _Flow(torch.autograd.Function):
                     ci, ni = bb + cc, bb + cn
                     W = _horner(_gather_powers(Pt, torch.cat([ci, ni])), torch.cat([tau, sig2]))
                     W1, W2 = W[:, :len(ci)], W[:, len(ci):]
-                    sx, sy = _affine_rows(W1, px, py)                                # exactly, to the exit
-                    rx, ry = _affine_rows(W2, sx, sy)                                # the rest of the step in cn
+                    sx, sy = _apply(W1, px, py)                                # exactly, to the exit
+                    rx, ry = _apply(W2, sx, sy)                                # the rest of the step in cn
                     nl2, ml2, el2 = Ht.index_select(1, cn).view(3, 5, -1).unbind(0)
                     out = torch.addcmul(nl2 * rx, ml2, ry).sub_(el2).amax(0) > tol
                     if act is None:
@@ -462,16 +458,11 @@ def _integrate(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: 
     `_integrate_autograd` does, with gradients (theta and points) from the adjoint pass of `_Flow`."""
     B, N = p.shape[:2]
     nc = A.shape[1]
-    Af = A.reshape(B * nc, 6)
-    lin = Af.detach()[:, [0, 1, 3, 4]].abs()
-    rho = float(torch.maximum(lin[:, 0] + lin[:, 1], lin[:, 2] + lin[:, 3]).max()) if Af.numel() else 0.0
-    n = max(int(steps), math.ceil(2 * abs(t) * rho))               # every step: ||h M_c||_inf <= 1/2
-    h = t / n
-    P = _power_table(Af, h)                                          # (B nc, KT+1, 6), autograd to A
+    n, h, P = _step_table(A, t, steps)                               # (B nc, KT+1, 6), autograd to A
     x, y = p.reshape(B * N, 2).T.contiguous().unbind(0)
     boff = torch.arange(B, device=p.device).repeat_interleave(N) * nc
     keep = torch.is_grad_enabled() and (P.requires_grad or p.requires_grad)
-    x, y = _Flow.apply(P, x, y, boff, n, nx, ny, H.to(p.dtype).reshape(nc, 15), nbr, h * Af.detach(),
+    x, y = _Flow.apply(P, x, y, boff, n, nx, ny, H.to(p.dtype).reshape(nc, 15), nbr, h * A.detach().reshape(B * nc, 6),
                        max_splits, keep)
     return torch.stack([x, y], 0).T.reshape(B, N, 2)
 
