@@ -35,13 +35,10 @@ what else it is running (the load average is recorded).
 """
 import argparse
 import contextlib
-import datetime
 import importlib
 import importlib.metadata
 import json
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -51,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from pstn.runner import hardware
+from common import run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ROOT / "_anchors"
@@ -65,11 +62,6 @@ DIFW_CORRECT = 1e-3          # a difw variant counts as correct when its max abs
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
-def cpu_model() -> str:
-    "The CPU model, as recorded in every run record (pstn.runner.hardware)."
-    return hardware()["cpu"]
-
-
 @contextlib.contextmanager
 def output_to(log: Path):
     "Send everything written to file descriptors 1 and 2 (including compiler subprocesses) to `log`."
@@ -497,11 +489,8 @@ def main(argv=None):
                   "accuracy": f"ours max abs error against the float64 reference <= {GOAL_ACCURACY:g}"},
         "anchors": anchors,
         "cases": cases,
-        "torch": torch.__version__, "python": platform.python_version(), "num_threads": torch.get_num_threads(),
-        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "load_average_1_5_15_at_start": load_start,
+        **run_info(), "load_average_1_5_15_at_start": load_start,
         "load_average_1_5_15": list(os.getloadavg()), "run_s": time.perf_counter() - t0,
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

@@ -29,11 +29,8 @@ is recorded before and after each study, and for each measurement the mean numbe
 (not this script or its children) kept busy meanwhile.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -44,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import now_utc, run_info      # noqa: E402
 from training import OtherCPU                     # noqa: E402  (cores other processes kept busy meanwhile)
 MNIST_MODELS = ["CNN", "STN", "P-STN S=10"]
 IMAGES = {"CNN": 4096, "STN": 2048, "P-STN S=10": 1024, "UCR P-STN S=10": 512}
@@ -181,7 +179,7 @@ def study(name: str, fn) -> dict:
     before = list(os.getloadavg())
     rows = fn()
     return {"rows": rows, "load_average_before": before, "load_average_after": list(os.getloadavg()),
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "date_utc": now_utc()}
 
 
 def profile_rows(model: str, images: int, threads: int) -> list:
@@ -239,12 +237,9 @@ def main(argv=None):
                      "ucr_model": "PSTN, cpab1d nc=10, S=10, conv_net widths (16, 32), hidden 64, input (1, 131), "
                                   "14 classes, w=1e-4, init_var=1e-3, bound=1.0"},
         "studies": studies,
-        "torch": torch.__version__, "python": platform.python_version(), "num_threads": torch.get_num_threads(),
-        "cpu_model": hw["cpu"], "cpu_count": os.cpu_count(), "hardware": hw,
+        **run_info(),
         "parallel_backend": "OpenMP (libgomp)" if "OpenMP" in torch.__config__.parallel_info() else "other",
         "load_average_1_5_15": load_start, "load_average_after_1_5_15": list(os.getloadavg()),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
     }
     if args.update and args.out.exists():                 # keep the earlier studies, note this partial rerun
         old = json.loads(args.out.read_text())

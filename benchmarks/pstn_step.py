@@ -13,7 +13,7 @@ localisers) and `conv_net`'s default classifier (the 28k-weight CNN of the exper
 * peak memory: each configuration runs in a fresh child process; we report the growth of its peak resident set
   size (ru_maxrss) over the steps, i.e. the memory the steps themselves needed beyond the model and the imports.
 """
-import datetime, json, os, statistics, subprocess, sys, time
+import json, os, statistics, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def child(kind: str, S: int) -> dict:
 def main():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
-    from pstn.runner import hardware
+    from common import run_info
     threads = torch.get_num_threads()
     load_before = list(os.getloadavg())
     runs = []
@@ -87,9 +87,8 @@ def main():
         rows.append({"S": r["S"], "step_ms": r["step_ms"], "ratio_to_stn": ratio, "bound": bound,
                      "ratio_over_bound": ratio / bound, "peak_rss_growth_mb": r["peak_rss_growth_mb"]})
     result = {"benchmark": "pstn_step", "batch": B, "input": [1, 28, 28], "family": "affine",
-              "repeats": REPEATS, "statistic": "median", "threads": threads, "hardware": hardware(),
-              "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": ".venv/bin/python benchmarks/pstn_step.py",
+              "repeats": REPEATS, "statistic": "median", "threads": threads,
+              **run_info(),
               "load_average_1_5_15": load_before, "load_average_after_1_5_15": list(os.getloadavg()),
               "stn": stn, "pstn": rows,
               "note": "bound = (localiser + S * classifier) / (localiser + classifier), parts timed at batch 64 "

@@ -13,29 +13,20 @@ It prints a table and writes results/benchmarks/sampler.json (or --out). This is
 numbers depend on the machine and on whatever else it is running (the load average is recorded).
 """
 import argparse
-import datetime
 import json
 import os
-import platform
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from pstn.runner import hardware
+from common import run_info
 from pstn.sampling import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [(64, 1, 28, 28), (64, 3, 96, 96)]
-
-
-def cpu_model() -> str:
-    "The CPU model, as recorded in every run record (pstn.runner.hardware)."
-    return hardware()["cpu"]
 
 
 def make_case(shape, seed=0):
@@ -98,10 +89,7 @@ def main(argv=None):
                      "statistic": "median", "warmup": 3},
         "goal": "forward+backward ratio (ours / reference) <= 3",
         "cases": cases,
-        "torch": torch.__version__, "python": platform.python_version(), "num_threads": torch.get_num_threads(),
-        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "load_average_1_5_15": list(os.getloadavg()),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
+        **run_info(), "load_average_1_5_15": list(os.getloadavg()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

@@ -32,13 +32,9 @@ busy while it was timed (from /proc/stat, less this process's own CPU time).
 import argparse
 import contextlib
 import copy
-import datetime
 import json
 import os
-import platform
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -48,6 +44,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pstn.families import get_family
 from pstn.pstn import PSTN
 from pstn.runner import hardware
+from common import run_info
 from pstn.stn import CNN, STN, conv_net, count_parameters
 from pstn.training import epoch_seed, train
 
@@ -198,11 +195,8 @@ def main(argv=None):
         "goal": "project / bare <= 1.1",
         "goal_met": worst <= 1.1, "worst_ratio": worst,
         "cases": cases,
-        "torch": torch.__version__, "python": platform.python_version(), "num_threads": torch.get_num_threads(),
-        "cpu_model": hw["cpu"], "cpu_count": os.cpu_count(), "hardware": hw,
+        **run_info(),
         "load_average_1_5_15": load_before, "load_average_after_1_5_15": list(os.getloadavg()),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
