@@ -11,7 +11,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 
 from .families import Family
-from .stn import STN, _check_finite
+from .stn import STN, _check_finite, empty_fraction
 from .distributions import sample_theta
 from .elbo import elbo_loss, predictive_log_prob
 
@@ -39,14 +39,17 @@ class PSTN(STN):
 
     Arguments as `STN`, plus: `S_train`, `S_test` (samples in training / evaluation mode), `alpha` (> 0, the
     Gamma shape, 1 in the paper), `init_var` (initial beta / alpha), `w` (KL weight), `alpha0`, `beta0` (the
-    Gamma prior, 1 and 1 in the paper), `bound` (the guard on |theta - mu| of `sample_theta`; None = off).
+    Gamma prior, 1 and 1 in the paper), `bound` (the guard on |theta - mu| of `sample_theta`; None = off),
+    `warmup` (training steps over which the spread of the samples and the KL weight rise from 0 to their full
+    values, `tau`; 0 = off, the paper's model throughout).
     `forward(x, S)` returns log-probabilities (S, B, K); `loss` the negative ELBO per image (`elbo_loss`);
     `predict` the log of the probabilities averaged over `S_test` samples (eq. 19); `predict_mean` the
     deterministic prediction at theta = mu."""
     def __init__(self, family: Family, localiser: nn.Module, classifier: nn.Module, in_shape: tuple,
                  S_train: int = 1, S_test: int = 10, alpha: float = 1.0, init_var: float = 1e-2, w: float = 0.0,
                  alpha0: float = 1.0, beta0: float = 1.0, bound=None, out_size: tuple | None = None,
-                 align_corners: bool = False, padding_mode: str = "zeros", sampler: str = "torch"):
+                 align_corners: bool = False, padding_mode: str = "zeros", sampler: str = "torch",
+                 warmup: int = 0):
         super().__init__(family, localiser, classifier, in_shape, out_size, align_corners, padding_mode, sampler)
         for name, v in (("S_train", S_train), ("S_test", S_test)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -56,9 +59,13 @@ class PSTN(STN):
                 raise ValueError(f"{name}: expected a positive number, got {v!r}")
         if not (isinstance(w, (int, float)) and w >= 0 and math.isfinite(w)):
             raise ValueError(f"w: expected a KL weight >= 0, got {w!r}")
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup: expected a number of training steps >= 0, got {warmup!r}")
         self.S_train, self.S_test, self.alpha, self.w = S_train, S_test, float(alpha), float(w)
         self.alpha0, self.beta0, self.bound, self.init_var = float(alpha0), float(beta0), bound, init_var
         self.beta_head = beta_head(self.n_features, family.n_params, self.alpha, init_var)
+        self.warmup = warmup
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))   # training steps taken (calls of `loss`)
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         "mu (B, P) and beta (B, P) for `x` (B, *in_shape); the trunk runs once."
@@ -74,11 +81,16 @@ class PSTN(STN):
             raise ValueError(f"S: expected a number of samples >= 1, got {S!r}")
         return S
 
-    def classify(self, x: Tensor, theta: Tensor) -> Tensor:
-        "Log-probabilities (S, B, K) of the classifier on `x` (B, ...) warped by each of `theta` (S, B, P)."
+    def views(self, x: Tensor, theta: Tensor) -> Tensor:
+        "`x` (B, ...) warped by each of `theta` (S, B, P): one batch of S*B views (S*B, C, *out_size), sample-major."
         S, B = theta.shape[:2]
         xs = x.unsqueeze(0).expand(S, *x.shape).reshape(S * B, *x.shape[1:])
-        out = self.net(self.transform(xs, theta.reshape(S * B, -1)))
+        return self.transform(xs, theta.reshape(S * B, -1))
+
+    def classify(self, x: Tensor, theta: Tensor, views: Tensor | None = None) -> Tensor:
+        "Log-probabilities (S, B, K) of the classifier on `x` (B, ...) warped by each of `theta` (S, B, P)."
+        S, B = theta.shape[:2]
+        out = self.net(self.views(x, theta) if views is None else views)
         return F.log_softmax(out, -1).view(S, B, -1)
 
     def forward(self, x: Tensor, S: int | None = None) -> Tensor:
@@ -86,12 +98,25 @@ class PSTN(STN):
         mu, beta = self.posterior(x)
         return self.classify(x, sample_theta(mu, self.alpha, beta, self._S(S), bound=self.bound))
 
+    def tau(self) -> float:
+        "The warm-up factor: min(1, steps / warmup) in training mode (1 without warm-up, and always in evaluation)."
+        if not self.training or self.warmup == 0: return 1.0
+        return min(1.0, int(self.steps) / self.warmup)
+
     def loss(self, x: Tensor, y: Tensor, S: int | None = None) -> tuple[Tensor, dict]:
-        "Negative ELBO per image, nll + w kl (`elbo_loss`), with S samples (default: S_train / S_test by mode)."
+        """Negative ELBO per image, nll + tau w kl (`elbo_loss`), with S samples (default: S_train / S_test by mode).
+
+        The samples are theta = mu + tau (theta_s - mu); tau = `self.tau()` is 1 after the warm-up. In training
+        mode each call counts one step (`self.steps`, saved with the model's state)."""
+        tau = self.tau()
         mu, beta = self.posterior(x)
-        log_probs = self.classify(x, sample_theta(mu, self.alpha, beta, self._S(S), bound=self.bound))
-        loss, nll, kl = elbo_loss(log_probs, y, self.alpha, beta, self.w, self.alpha0, self.beta0)
-        return loss, {"nll": nll.item(), "kl": kl.item()}
+        theta = sample_theta(mu, self.alpha, beta, self._S(S), bound=self.bound)
+        if tau < 1: theta = mu + tau * (theta - mu)
+        views = self.views(x, theta)
+        log_probs = self.classify(x, theta, views)
+        loss, nll, kl = elbo_loss(log_probs, y, self.alpha, beta, tau * self.w, self.alpha0, self.beta0)
+        if self.training: self.steps += 1
+        return loss, {"nll": nll.item(), "kl": kl.item(), "empty": empty_fraction(views, x).item(), "tau": tau}
 
     def predict(self, x: Tensor, S: int | None = None) -> Tensor:
         "log (1/S sum_s p(y | T_theta_s(x))), shape (B, K), with S_test samples by default (eq. 19)."
