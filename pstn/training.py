@@ -70,7 +70,7 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int =
           channels_last: bool = False) -> list[dict]:
     """Train `model` (any model with `.loss(x, y) -> (loss, parts)`) with Adam; returns the history.
 
-    One dict per epoch: epoch, loss and the mean of each part of `model.loss` over the epoch's batches, seconds,
+    One dict per epoch: epoch, loss and the mean of each part of `model.loss` over the epoch's items, seconds,
     and `val_`-prefixed `evaluate` metrics when `val_dataset` is given. With `checkpoint`, the model, optimiser
     and history are saved after each epoch and a rerun resumes after the last saved epoch (a finished run
     returns its history at once). Raises `NonFiniteError` with the epoch and step if a loss or transformation
@@ -110,8 +110,9 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int =
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            for k, v in {"loss": lv, **parts}.items(): sums[k] = sums.get(k, 0.0) + v
-            n += 1
+            b = len(y)
+            for k, v in {"loss": lv, **parts}.items(): sums[k] = sums.get(k, 0.0) + v * b
+            n += b
         rec = {"epoch": epoch, **{k: v / max(n, 1) for k, v in sums.items()}, "seconds": time.perf_counter() - t0}
         if val_dataset is not None:
             rec.update({f"val_{k}": v for k, v in evaluate(model, val_dataset).items()})
