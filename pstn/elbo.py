@@ -104,7 +104,13 @@ def elbo_loss(log_probs: Tensor, target: Tensor, alpha, beta: Tensor, w: float,
     if not math.isfinite(float(w)) or float(w) < 0:
         raise ValueError(f"w: expected a finite number >= 0 (the KL weight), got {float(w)!r}")
     a0, b0 = _positive(alpha0, "alpha0", beta), _positive(beta0, "beta0", beta)
-    nll = -log_probs.gather(-1, target.view(1, -1, 1).expand(sizes["S"], -1, 1)).mean()
+    return _elbo_loss(log_probs, target, a, beta, w, a0, b0)
+
+
+def _elbo_loss(log_probs: Tensor, target: Tensor, a: Tensor, beta: Tensor, w, a0: Tensor, b0: Tensor):
+    """`elbo_loss` without the checks (which read values on the host): for a model's training step, whose
+    arguments were validated once. `a`, `a0`, `b0` are tensors; `w` a number."""
+    nll = -log_probs.gather(-1, target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).mean()
     kl = _gamma_kl(a, beta, a0, b0).expand_as(beta).sum(-1).mean()
     return nll + w * kl, nll, kl
 

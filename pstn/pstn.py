@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from .families import Family
 from .stn import STN, _check_finite, empty_fraction
-from .distributions import sample_theta
-from .elbo import elbo_loss, predictive_log_prob
+from .distributions import sample_theta, _sample_theta, _check_bound
+from .elbo import elbo_loss, predictive_log_prob, _elbo_loss
 
 # %% ../nbs/09_pstn.ipynb #2939a68e
 _BETA_FLOOR = 1e-6
@@ -64,8 +64,21 @@ class PSTN(STN):
         self.S_train, self.S_test, self.alpha, self.w = S_train, S_test, float(alpha), float(w)
         self.alpha0, self.beta0, self.bound, self.init_var = float(alpha0), float(beta0), bound, init_var
         self.beta_head = beta_head(self.n_features, family.n_params, self.alpha, init_var)
-        self.warmup = warmup
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))   # training steps taken (calls of `loss`)
+        self.warmup, self.steps = warmup, 0                   # steps: training steps taken (calls of `loss`)
+        # The constants of the training step as tensors on the model's device (they follow `.to()`), checked once
+        # here, so that a step reads nothing back from the device.
+        dt = torch.get_default_dtype()
+        self.register_buffer("_alpha_t", torch.tensor(self.alpha, dtype=dt), persistent=False)
+        self.register_buffer("_alpha0_t", torch.tensor(self.alpha0, dtype=dt), persistent=False)
+        self.register_buffer("_beta0_t", torch.tensor(self.beta0, dtype=dt), persistent=False)
+        self.register_buffer("_bound_t", _check_bound(bound, family.n_params, self._alpha_t), persistent=False)
+
+    def get_extra_state(self) -> dict:
+        "The warm-up's step count travels with the model's `state_dict` (and so with checkpoints)."
+        return {"steps": self.steps}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.steps = int(state["steps"])
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         "mu (B, P) and beta (B, P) for `x` (B, *in_shape); the trunk runs once."
@@ -101,22 +114,23 @@ class PSTN(STN):
     def tau(self) -> float:
         "The warm-up factor: min(1, steps / warmup) in training mode (1 without warm-up, and always in evaluation)."
         if not self.training or self.warmup == 0: return 1.0
-        return min(1.0, int(self.steps) / self.warmup)
+        return min(1.0, self.steps / self.warmup)
 
     def loss(self, x: Tensor, y: Tensor, S: int | None = None) -> tuple[Tensor, dict]:
         """Negative ELBO per image, nll + tau w kl (`elbo_loss`), with S samples (default: S_train / S_test by mode).
 
         The samples are theta = mu + tau (theta_s - mu); tau = `self.tau()` is 1 after the warm-up. In training
-        mode each call counts one step (`self.steps`, saved with the model's state)."""
+        mode each call counts one step (`self.steps`, saved with the model's state). The arguments of the sampling
+        and of the ELBO were checked when the model was built, so a step reads nothing back from the device."""
         tau = self.tau()
         mu, beta = self.posterior(x)
-        theta = sample_theta(mu, self.alpha, beta, self._S(S), bound=self.bound)
+        theta = _sample_theta(mu, self._alpha_t, beta, self._S(S), self._bound_t)
         if tau < 1: theta = mu + tau * (theta - mu)
         views = self.views(x, theta)
         log_probs = self.classify(x, theta, views)
-        loss, nll, kl = elbo_loss(log_probs, y, self.alpha, beta, tau * self.w, self.alpha0, self.beta0)
+        loss, nll, kl = _elbo_loss(log_probs, y, self._alpha_t, beta, tau * self.w, self._alpha0_t, self._beta0_t)
         if self.training: self.steps += 1
-        return loss, {"nll": nll.item(), "kl": kl.item(), "empty": empty_fraction(views, x).item(), "tau": tau}
+        return loss, {"nll": nll.detach(), "kl": kl.detach(), "empty": empty_fraction(views, x), "tau": tau}
 
     def predict(self, x: Tensor, S: int | None = None) -> Tensor:
         "log (1/S sum_s p(y | T_theta_s(x))), shape (B, K), with S_test samples by default (eq. 19)."

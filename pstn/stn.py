@@ -10,7 +10,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 
-from .conventions import expect_shape
+from .conventions import expect_shape, values_readable
 from .families import Family, get_family
 
 # %% ../nbs/08_stn.ipynb #dc89e0d4
@@ -84,7 +84,9 @@ def _feature_size(trunk: nn.Module, in_shape: tuple, who: str) -> int:
 
 
 def _check_finite(t: Tensor, what: str) -> Tensor:
-    if not bool(torch.isfinite(t).all()):
+    """Raise `NonFiniteError` if `t` has non-finite entries; on the CPU only (on a GPU, reading the answer would
+    make the host wait for the device every step; there the training loop's check of the loss catches it)."""
+    if values_readable(t) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).flatten(1).any(1).sum())
         raise NonFiniteError(f"{what}: non-finite values for {bad} of {t.shape[0]} items "
                              f"(try a smaller learning rate, or check the input for NaN)")
@@ -115,7 +117,7 @@ class CNN(nn.Module):
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict]:
         "Mean negative log-likelihood of the labels `y` (B,)."
         nll = F.nll_loss(self(x), y)
-        return nll, {"nll": nll.item()}
+        return nll, {"nll": nll.detach()}
 
     def predict(self, x: Tensor) -> Tensor:
         "Log-probabilities (B, K)."
@@ -163,4 +165,4 @@ class STN(CNN):
         "Mean negative log-likelihood of `y` (B,); the parts add `empty`, the fraction of empty views (`empty_fraction`)."
         views = self.transform(x, self.theta(x))
         nll = F.nll_loss(F.log_softmax(self.net(views), -1), y)
-        return nll, {"nll": nll.item(), "empty": empty_fraction(views, x).item()}
+        return nll, {"nll": nll.detach(), "empty": empty_fraction(views, x)}

@@ -7,7 +7,7 @@ __all__ = ['PROJECTIVE_IDENTITY', 'projective_matrix', 'projective_points', 'pro
 # %% ../nbs/03_warps.ipynb #08cd3ac7
 import torch
 
-from .conventions import expect_shape, expect_finite
+from .conventions import expect_shape, expect_finite, values_readable
 from .affine import regular_grid
 
 # %% ../nbs/03_warps.ipynb #0205a9ae
@@ -35,11 +35,11 @@ def projective_matrix(theta: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/03_warps.ipynb #d60ec7b7
 def _projective_apply(Hm: torch.Tensor, points: torch.Tensor, eps: float, what: str) -> torch.Tensor:
-    "Homogeneous multiply then divide by w; raise if any denominator is <= eps. `points` is (B, N, 2)."
+    "Homogeneous multiply then divide by w; raise (on the CPU) if any denominator is <= eps. `points` is (B, N, 2)."
     ones = torch.ones_like(points[..., :1])
     hom = torch.cat([points, ones], dim=-1) @ Hm.transpose(1, 2)      # (B, N, 3): rows (x~, y~, w)
     w = hom[..., 2:]
-    if bool((w <= eps).any()):
+    if values_readable(w) and bool((w <= eps).any()):           # not on a GPU (see `values_readable`)
         bad = int((w <= eps).sum())
         raise ValueError(f"projective map undefined: expected the denominator h31*x + h32*y + 1 > {eps} at every "
                          f"{what}, got {bad} of {w.numel()} with denominator <= {eps} (min {float(w.min()):.3g}); "

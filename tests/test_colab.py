@@ -1,4 +1,5 @@
-"""Every chapter opens on Colab: its first cell installs pstn from the repository the site points at."""
+"""Every chapter opens on Colab: its first cell installs pstn, with what the chapters import (the `notebooks`
+extra), from the repository the site points at."""
 import json
 
 import yaml
@@ -17,10 +18,10 @@ def test_repository_url_is_consistent():
 
 def test_first_cell_installs_pstn_on_colab():
     url = settings()["git_url"]
-    nbs = toc_notebooks()
+    nbs = toc_notebooks() + sorted((ROOT / "nbs" / "experiments").glob("*.ipynb"))
     assert len(nbs) >= 4
     for nb in nbs:
         first = json.loads(nb.read_text())["cells"][0]
         src = "".join(first["source"])
         assert first["cell_type"] == "code" and src.startswith("#| hide"), nb.name
-        assert '"google.colab" in sys.modules' in src and f'pip install -q "pstn @ git+{url}"' in src, nb.name
+        assert '"google.colab" in sys.modules' in src and f'pip install -q "pstn[notebooks] @ git+{url}"' in src, nb.name
