@@ -11,9 +11,15 @@ myst-nb understands cell *tags* (`remove-cell`, `remove-input`, ...), not nbdev'
 It also removes horizontal rules that end up *inside* a cell's output (nbdev's `show_doc` starts its Markdown
 with `---`): docutils allows a transition only between sections and stops the build on a nested one.
 
+Experiment notebooks (`nbs/experiments/*.ipynb`) are shown, not executed: the book inserts after their first
+Markdown cell a section "Published results", written by `pstn.report.page_markdown` from `results/`: each published
+profile's key numbers, provenance and figures, linked to the experiment's section of the reproduction report
+(label `report-<experiment>`). A profile published later appears at the next build.
+
 The notebook files themselves are not touched.
 """
 import json
+from pathlib import Path
 
 from docutils import nodes
 from docutils.transforms import Transform
@@ -62,9 +68,23 @@ def convert_notebook(text, gpu=None):
     return json.dumps(nb, indent=1)
 
 
+def add_published_results(text, experiment, results, to_results="../../results"):
+    """Return the notebook JSON `text` with a Markdown cell of `experiment`'s published results (from the folder
+    `results`) inserted after its first Markdown cell."""
+    from pstn.report import page_markdown
+    nb = json.loads(text)
+    md = page_markdown(experiment, to_results, report_label=f"report-{experiment}", results=results)
+    first = next((i for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "markdown"), -1)
+    nb["cells"].insert(first + 1, {"cell_type": "markdown", "id": "published-results", "metadata": {}, "source": md})
+    return json.dumps(nb, indent=1)
+
+
 def _on_source_read(app, docname, source):
-    if str(app.env.doc2path(docname)).endswith(".ipynb"):
-        source[0] = convert_notebook(source[0])
+    path = Path(app.env.doc2path(docname))
+    if path.suffix != ".ipynb": return
+    source[0] = convert_notebook(source[0])
+    if path.parent.name == "experiments" and (Path(app.srcdir) / "results").is_dir():
+        source[0] = add_published_results(source[0], path.stem, Path(app.srcdir) / "results")
 
 
 class DropNestedTransitions(Transform):

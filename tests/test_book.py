@@ -137,3 +137,26 @@ def test_markdown_outputs_render(tmp_path: Path):
     assert "expect_shape" in page_text(tmp_path / "_build" / "html" / "page.html")
     assert "<table" in page and "| ---" not in page_text(tmp_path / "_build" / "html" / "page.html"), \
         "a Markdown table in a cell output was not rendered as a table"
+
+
+def test_experiment_pages_show_their_published_results(site: Path):
+    "Each experiment page shows, per published profile, its figures and key numbers, and links to the report."
+    published = ROOT / "results" / "experiments"
+    exps = sorted(p.stem for p in (ROOT / "nbs" / "experiments").glob("*.ipynb"))
+    assert exps
+    for e in exps:
+        page = site / "nbs" / "experiments" / f"{e}.html"
+        raw, text = page.read_text(), page_text(page)
+        assert "Published results" in text, e
+        profiles = sorted(p.name for p in (published / e).iterdir() if (p / "record.json").is_file())
+        assert profiles, f"{e}: no published run to show"
+        for prof in profiles:
+            assert f"Profile {prof}:" in text, f"{e}: profile {prof} missing from its page"
+            figs = sorted((published / e / prof).glob("*.png"))
+            assert figs, f"{e}/{prof}: no figure published"
+            for f in figs:                                            # each figure is on the page and was copied
+                imgs = re.findall(r'<img alt="' + re.escape(f"{f.stem} ({prof})") + r'" src="([^"]+)"', raw)
+                assert imgs, f"{e}: figure {prof}/{f.name} not on the page"
+                assert any((page.parent / src).resolve().is_file() for src in imgs), f"{e}: {imgs} not in the site"
+        assert f'href="../report.html#report-{e.replace("_", "-")}"' in raw, f"{e}: no link to its report section"
+        assert "*Run:*" not in text and "Run: profile" in text, f"{e}: provenance line missing or not rendered"
