@@ -15,8 +15,10 @@ import io
 import json
 import os
 import pickle
+import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -75,9 +77,11 @@ def verify_file(path: str | Path, checksum: str, delete: bool = True, hint: str 
     algo, expected = _split_checksum(checksum)
     actual = file_digest(path, algo)
     if not actual.startswith(expected):
-        if delete: Path(path).unlink(missing_ok=True)
-        raise ChecksumError(f"{algo} checksum mismatch for {path}: expected {expected}, got {actual}"
-                            f"{' (the file was deleted)' if delete else ''}. "
+        fate = ""
+        if delete:
+            try: Path(path).unlink(missing_ok=True); fate = " (the file was deleted)"
+            except OSError as e: fate = f" (the file could not be deleted: {e.strerror or e})"
+        raise ChecksumError(f"{algo} checksum mismatch for {path}: expected {expected}, got {actual}{fate}. "
                             f"{hint or 'Fetch it again; if it keeps failing, the source is not the published copy.'}")
     return actual
 
@@ -451,6 +455,60 @@ def _check(spec: DataSpec, root: Path, deep: bool = False) -> dict[str, tuple[st
     return out
 
 
+def _usable_root(root: Path) -> Path:
+    "`root`, unless it (or the nearest existing folder above it) is a file: then a one-line error."
+    p = root
+    while not p.exists() and p != p.parent: p = p.parent
+    if not p.is_dir():
+        raise NotADirectoryError(f"the data folder {root} cannot be used: {p} is a file, not a folder; point "
+                                 f"--root or $PSTN_DATA at a folder")
+    return root
+
+
+def _remove_corrupt(spec: DataSpec, root: Path, fname: str, actual: str) -> None:
+    "Delete a cached file that failed its checksum; when it cannot be deleted, a `DataError` says why and what to do."
+    path = root / spec.folder / fname
+    try: path.unlink(missing_ok=True)
+    except OSError as e:
+        raise DataError(f"{path} fails its checksum (expected {spec.files[fname]}, got {actual}) and could not be "
+                        f"deleted ({e.strerror or e}). Delete it yourself (or make {path.parent} writable) and run "
+                        f"`pstn data fetch {spec.name}`, or use a data folder you can write to (--root, $PSTN_DATA)."
+                        ) from None
+
+
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "localhost"
+_STALE_WORK_S = 24 * 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    "Whether process `pid` of this machine still runs (a zombie counts as gone; unknowable on Windows: True)."
+    if pid == os.getpid(): return True
+    if os.name == "nt": return True                   # os.kill would terminate it there; the age rule decides
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except OSError: return True                        # e.g. another user's process
+    with contextlib.suppress(OSError, IndexError):   # Linux: a zombie has exited, only its parent has not noticed
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _clean_stale_work(root: Path, max_age_s: float = _STALE_WORK_S, quiet: bool = False) -> list[Path]:
+    """Remove the work folders `.fetch-<pid>@<host>.*` that fetches killed outright (`kill -9`, a power cut) left in
+    `root`: those of this host whose process is gone, and any older than `max_age_s` (another host's, or an
+    older name without a pid). A folder whose fetch still runs is kept. Returns the folders removed."""
+    removed = []
+    for p in sorted(root.glob(".fetch-*")) if root.is_dir() else ():
+        m = re.fullmatch(r"\.fetch-(\d+)@(.+)\.[^.]+", p.name)
+        try: age = time.time() - p.stat().st_mtime
+        except OSError: continue
+        if not p.is_dir() or not (age > max_age_s or (m and m[2] == _HOST and not _pid_alive(int(m[1])))): continue
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists(): removed.append(p)
+    if removed: _say(f"removed {len(removed)} work folder(s) left by interrupted fetches: "
+                     + ", ".join(p.name for p in removed), quiet)
+    return removed
+
+
 def _clean_partials(folder: Path, older_than_s: float = 3600) -> None:
     "Remove `.part` files left by interrupted writes (only old ones: a concurrent fetch may own a fresh one)."
     for p in folder.glob(".*.part") if folder.is_dir() else ():
@@ -460,15 +518,16 @@ def _clean_partials(folder: Path, older_than_s: float = 3600) -> None:
 
 def _fetch_specs(specs: list[DataSpec], root: Path, force: bool = False, quiet: bool = False) -> list[dict]:
     t0 = time.perf_counter()
+    _clean_stale_work(_usable_root(root), quiet=quiet)
     results, pending = {}, []
     for spec in specs:
         folder = root / spec.folder
         state = {f: ("missing", None) for f in spec.files} if force else _check(spec, root)
         for fname, (s, actual) in state.items():
             if s == "corrupt":
+                _remove_corrupt(spec, root, fname, actual)
                 _say(f"{folder / fname} fails its checksum (expected {spec.files[fname]}, got {actual}); "
                      "deleted, fetching it again", quiet)
-                (folder / fname).unlink(missing_ok=True)
         if all(s == "ok" for s, _ in state.values()):
             results[spec.name] = {"name": spec.name, "path": folder, "source": "cache",
                                   "origin": _read_stamp(folder).get("source"),
@@ -496,7 +555,7 @@ def _fetch_specs(specs: list[DataSpec], root: Path, force: bool = False, quiet: 
 
             try:
                 root.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as work:
+                with tempfile.TemporaryDirectory(prefix=f".fetch-{os.getpid()}@{_HOST}.", dir=root) as work:
                     src.fetch(items, put, Path(work))
                 for spec, _ in items:
                     if missing := sorted(set(spec.files) - set(written.get(spec.name, []))):
@@ -549,7 +608,7 @@ def status(root: str | Path | None = None, deep: bool = False) -> list[dict]:
     """What is in the cache: for each data set {"name", "path", "present", "verified", "files", "source"}.
     `present`: every file exists; `verified`: every file matches its checksum (by the stamp, or rehashed when
     the file changed or `deep=True`). Reads and hashes only; deletes and downloads nothing."""
-    root = data_root(root)
+    root = _usable_root(data_root(root))
     out = []
     for spec in DATASETS.values():
         state = _check(spec, root, deep=deep)
@@ -572,7 +631,7 @@ def _ensure(name: str, root: Path, download: bool) -> None:
                                 f"`pstn data fetch {name}` or pass download=True")
     for fname, (s, actual) in state.items():
         if s == "corrupt":
-            (root / spec.folder / fname).unlink(missing_ok=True)
+            _remove_corrupt(spec, root, fname, actual)
             raise ChecksumError(f"checksum mismatch for {root / spec.folder / fname}: expected {spec.files[fname]}, "
                                 f"got {actual} (the file was deleted). Run `pstn data fetch {name}` or pass "
                                 f"download=True to fetch it again.")

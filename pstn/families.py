@@ -4,6 +4,7 @@
 __all__ = ['FAMILIES', 'Family', 'MatrixFamily', 'Projective', 'ThinPlateSpline', 'CPABTimeWarp', 'CPABImageWarp', 'get_family']
 
 # %% ../nbs/05_families.ipynb #51560174
+import inspect
 import math
 from functools import partial
 
@@ -52,6 +53,7 @@ class Family:
               padding_mode: str = "zeros", sampler: str = "torch") -> torch.Tensor:
         """Warp `x` (B, C, *spatial) by `theta` (B, P) with bilinear sampling; output (B, C, *size).
 
+        `x` and `theta` must have the same floating dtype (no silent promotion, see `pstn.conventions`).
         `size` defaults to the input's spatial size. `sampler` is "torch" (F.grid_sample, fast) or "book"
         (the derived sampler of `pstn.sampling`)."""
         if not isinstance(x, torch.Tensor) or x.ndim != self.ndim + 2:
@@ -60,6 +62,11 @@ class Family:
             raise ValueError(f"{self.name}: expected input of shape {want} ({self.ndim} spatial dimension(s)), got {got}")
         if sampler not in ("torch", "book"):
             raise ValueError(f"sampler: expected 'torch' or 'book', got {sampler!r}")
+        if not x.is_floating_point():
+            raise ValueError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}")
+        if isinstance(theta, torch.Tensor) and theta.dtype != x.dtype:       # never promoted: see 00_conventions
+            raise ValueError(f"{self.name} theta: expected the input's dtype {x.dtype}, got {theta.dtype} "
+                             f"(cast one of them, e.g. theta.to(x.dtype))")
         g = self.grid(theta, x.shape[2:] if size is None else size, align_corners)   # checks theta
         if g.shape[0] != x.shape[0]:
             raise ValueError(f"{self.name}: theta has batch size {g.shape[0]} but the input has {x.shape[0]}")
@@ -159,8 +166,22 @@ FAMILIES = {
 "Family constructors by name."
 
 
+def _keywords(make) -> list[str] | None:
+    "The keyword arguments `make` accepts; None when it takes any (**kwargs) or its signature is unknown."
+    try: params = inspect.signature(make).parameters.values()
+    except (TypeError, ValueError): return None
+    if any(p.kind is p.VAR_KEYWORD for p in params): return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def get_family(name: str, **kwargs) -> Family:
     "The family called `name` (see `FAMILIES`), built with `kwargs` (`scale` for translation, `n` for tps, `nc` for cpab1d, `tess` for cpab2d)."
     if name not in FAMILIES:
         raise ValueError(f"unknown transformation family {name!r}; known families: {', '.join(FAMILIES)}")
-    return FAMILIES[name](**kwargs)
+    make = FAMILIES[name]
+    accepted = _keywords(make)                                   # None: `make` takes any keyword
+    if accepted is not None and (unknown := sorted(set(kwargs) - set(accepted))):
+        accepts = f"accepts the keyword(s) {', '.join(accepted)}" if accepted else "takes no keyword arguments"
+        raise TypeError(f"get_family: family {name!r} {accepts}, got unexpected "
+                        + ", ".join(f"{k}={kwargs[k]!r}" for k in unknown))
+    return make(**kwargs)

@@ -87,14 +87,22 @@ def holds(flag: bool) -> str: return "holds" if flag else "does not hold"
 
 
 def run_line(rec: dict) -> str:
-    "One line on where a published run comes from: profile, seed, hardware, torch, wall time, date, commit."
+    """One line on where a published run comes from: the folder it is read from, profile (and any values that
+    differ from it), seed, hardware, torch, wall time (all attempts), date, commit and pstn version."""
     hw, p = rec["hardware"], rec["profile"]
     threads = rec["parameters"].get("threads") or hw.get("torch_threads")  # the notebook's own setting wins
     where = hw.get("gpu") or f"{hw['cpu']} ({hw['cpu_count']} cores, {threads} torch threads)"
     commit = (rec.get("git") or {}).get("commit", "?")[:8]
-    return (f"*Run:* profile `{p}` ({PROFILE_LABELS.get(p, 'a custom profile')}), seed {rec['seed']}, {where}, "
-            f"torch {hw['torch']}, wall time {rec['duration_s'] / 60:.1f} min, finished {rec['finished']}, "
-            f"commit `{commit}`.")
+    ad_hoc = rec.get("ad_hoc") or {}
+    changed = (" with " + ", ".join(f"`{k}` = {v!r}" for k, v in ad_hoc.items())) if ad_hoc else ""
+    minutes = (rec.get("total_duration_s") or rec["duration_s"]) / 60
+    attempts = len(rec.get("attempts") or [None])
+    read = f" Read from `results/{rec['profile_dir']}/`." if rec.get("profile_dir") else ""
+    version = f", pstn {rec['pstn_version']}" if rec.get("pstn_version") else ""
+    return (f"*Run:* profile `{p}` ({PROFILE_LABELS.get(p, 'a custom profile')}){changed}, seed {rec['seed']}, "
+            f"{where}, torch {hw['torch']}{version}, wall time {minutes:.1f} min"
+            f"{f' over {attempts} attempts' if attempts > 1 else ''}, finished {rec['finished']}, "
+            f"commit `{commit}`.{read}")
 
 
 def params_line(rec: dict, keys) -> str:

@@ -71,13 +71,31 @@ def _check_family_input(family: Family, in_shape: tuple, who: str) -> tuple:
     return in_shape
 
 
+def _run_on_zeros(module: nn.Module, shape: tuple, what: str, who: str) -> Tensor:
+    """`module` (in eval mode, without gradients) on zeros of shape (1, *shape), in its own dtype and device.
+
+    A module built for other inputs fails inside PyTorch; that error becomes a `ValueError` naming the expected
+    input, and, when the first convolution of `module` takes another number of channels, both channel counts."""
+    p = next(module.parameters(), None)
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module(torch.zeros(1, *shape, dtype=p.dtype if p is not None else None,
+                                      device=p.device if p is not None else None))
+    except (RuntimeError, ValueError) as e:
+        conv = next((m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+        if conv is not None and conv.in_channels != shape[0]:
+            raise ValueError(f"{who}: the {what} does not accept inputs of shape {tuple(shape)}: its first layer "
+                             f"{type(conv).__name__} expects {conv.in_channels} input channels, got {shape[0]}") from e
+        raise ValueError(f"{who}: the {what} does not accept inputs of shape {tuple(shape)}: calling it on zeros of "
+                         f"shape {(1, *shape)} raised {type(e).__name__}: {e}") from e
+    finally:
+        module.train(was)
+
+
 def _feature_size(trunk: nn.Module, in_shape: tuple, who: str) -> int:
-    was = trunk.training
-    trunk.eval()
-    with torch.no_grad():
-        p = next(trunk.parameters(), None)
-        h = trunk(torch.zeros(1, *in_shape, dtype=p.dtype if p is not None else None))
-    trunk.train(was)
+    h = _run_on_zeros(trunk, in_shape, "localiser (in_shape)", who)
     if h.ndim != 2:
         raise ValueError(f"{who}: expected the localiser to output features (B, F), got shape {tuple(h.shape)}")
     return h.shape[1]
@@ -142,11 +160,15 @@ class STN(CNN):
         self.out_size = tuple(out_size) if out_size is not None else self.in_shape[1:]
         self.align_corners, self.padding_mode, self.sampler = align_corners, padding_mode, sampler
         self.n_features = _feature_size(localiser, self.in_shape, who)
+        _run_on_zeros(classifier, (self.in_shape[0], *self.out_size), "classifier (C of in_shape, out_size)", who)
         self.head = identity_head(self.n_features, family)
 
     def features(self, x: Tensor) -> Tensor:
-        "The localiser trunk's features (B, F), after checking the input's shape."
+        "The localiser trunk's features (B, F), after checking the input's shape and dtype."
         expect_shape(x, ("B",) + self.in_shape, f"{type(self).__name__} input")
+        if x.dtype != self.head.weight.dtype:                           # never promoted: see 00_conventions
+            raise ValueError(f"{type(self).__name__} input: expected dtype {self.head.weight.dtype} (the model's "
+                             f"weights), got {x.dtype} (cast one of them, e.g. x.to({self.head.weight.dtype}))")
         return self.localiser(x)
 
     def theta(self, x: Tensor) -> Tensor:
