@@ -20,6 +20,18 @@ def pstn(*args, results=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
+def git_state() -> dict | None:
+    "The checkout's git state as the runner records it ({commit, dirty}), read with git itself; None outside a work tree."
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        if head.returncode != 0: return None
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    except OSError:                                                   # no git on this machine
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(st.stdout.strip())}
+
+
 def test_help_and_version():
     res = pstn("--help")
     assert res.returncode == 0 and all(c in res.stdout for c in ("list", "params", "run"))
@@ -37,16 +49,23 @@ def test_list_and_params():
 
 
 def test_run_records_overrides(tmp_path: Path):
-    res = pstn("run", "tiny", "--profile", "cpu", "-p", "scale", "2", "-p", "label", "hello", results=tmp_path)
+    before = git_state()
+    res = pstn("run", "tiny", "--profile", "cpu", "-p", "scale", "2", "-p", "label", "hello", "-p", "seed", "4",
+               results=tmp_path)
+    after = git_state()
     assert res.returncode == 0, res.stderr
     (rec_file,) = tmp_path.glob("tiny/cpu-*/record.json")
     rec = json.loads(rec_file.read_text())
     assert rec["status"] == "finished" and rec["profile"] == "cpu"
-    assert rec["parameters"] == {"n": 10, "scale": 2.0, "seed": 0, "fail": False, "label": "hello"}
-    assert rec["overrides"] == {"n": 10, "scale": 2.0, "label": "hello"}
+    assert rec["parameters"] == {"n": 10, "scale": 2.0, "seed": 4, "fail": False, "label": "hello"}
+    assert rec["overrides"] == {"n": 10, "scale": 2.0, "seed": 4, "label": "hello"}
     assert rec["metrics"] == {"total": 90.0, "n_seen": 10, "label": "hello", "run_dir": str(rec_file.parent)}
     assert rec["hardware"]["torch"] and rec["hardware"]["cpu_count"] >= 1 and rec["duration_s"] > 0
-    assert rec["seed"] == 0 and rec["git"] is None or "commit" in rec["git"]
+    assert rec["seed"] == 4                                          # not the default 0: the seed given on the command line
+    # The git state of the checkout holding the notebook, as git reports it (read before and after the run, in case
+    # someone commits or edits meanwhile); None when the notebook is not in a git work tree.
+    assert rec["git"] in (before, after), (rec["git"], before, after)
+    if before is not None: assert set(rec["git"]) == {"commit", "dirty"} and len(rec["git"]["commit"]) == 40
     out = nbformat.read(rec["output_notebook"], as_version=4)
     injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "label = \"hello\"" in injected[0].source
