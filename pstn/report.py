@@ -169,7 +169,7 @@ def t_test(a, b) -> float:
 
 def _p(p: float) -> str:
     import math
-    return "n/a" if math.isnan(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001") + (" *" if p < 0.05 else "")
+    return "n/a" if math.isnan(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001") + (" \\*" if p < 0.05 else "")
 
 
 def vs_paper(runs: list, paper) -> str:
@@ -203,7 +203,7 @@ def orderings(setting: str, ours: dict, paper: dict, lower_is_better: bool = Fal
 
 
 ORDERING_HEAD = ["| setting | pair | paper | ours | the paper's ordering in ours |", "| --- | --- | --- | --- | --- |"]
-T_NOTE = ("Two-sample Student t-tests, two-sided, the paper's side from its mean ± std with n = 5; * marks p < 0.05. "
+T_NOTE = ("Two-sample Student t-tests, two-sided, the paper's side from its mean ± std with n = 5; \\* marks p < 0.05. "
           "*t-test vs the paper* asks whether our runs and the paper's differ.")
 
 
