@@ -481,7 +481,7 @@ _STALE_WORK_S = 24 * 3600
 
 
 def _pid_alive(pid: int) -> bool:
-    "Whether process `pid` of this machine still runs (a zombie counts as gone; unknowable on Windows: True)."
+    "Whether process `pid` of this host still runs (a zombie counts as gone; unknowable on Windows: True)."
     if pid == os.getpid(): return True
     if os.name == "nt": return True                   # os.kill would terminate it there; the age rule decides
     try: os.kill(pid, 0)

@@ -433,7 +433,6 @@ REASONS = {
                      "or more of ten seeds (see the training chapter)",
     "weight_decay": "the authors' own script for this experiment passes --weightDecay 0; with 0.01 our smaller CNN "
                     "stayed near the majority class on PhalangesOutlinesCorrect (see the profile file)",
-    "S_train": "S = 1 in training, the paper's \"often sufficient\" (not stated for this experiment)",
 }
 "Why a profile departs from the paper, per parameter; the reduced budget of the `cpu` profile otherwise."
 
@@ -458,7 +457,7 @@ def departures(paper: dict | None = None, exp_dir: Path | str | None = None) -> 
             got = {pr: v.get(k) for pr, v in profs.items()}
             if any(g != want for g in got.values()):
                 rows.append(dict(experiment=exp, parameter=k, protocol=want, profiles=got,
-                                 reason=REASONS.get(k, "reduced budget of the cpu profile (2-core CPU)")))
+                                 reason=REASONS.get(k, "reduced budget of the cpu profile")))
     return rows
 
 
