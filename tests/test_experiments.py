@@ -55,8 +55,15 @@ def is_nll(x) -> bool: return isinstance(x, float) and x >= 0 and math.isfinite(
 
 def check_rotated_mnist(m, p, run_dir):
     assert (m["n_train"], m["n_test"]) == (p["train_size"], p["test_size"])
-    for k in ("cnn_mnist_accuracy", "cnn_rotated_accuracy", "stn_accuracy", "pstn_accuracy"):
+    for k in ("cnn_mnist_accuracy", "cnn_rotated_accuracy"):
         assert is_fraction(m[k]) and round(m[k] * m["n_test"], 6).is_integer(), k   # a count out of n_test
+    S = m["seeds"]                                                              # one entry per localiser seed
+    assert S["seed"] == list(range(p["seed"], p["seed"] + p["seeds"])), S["seed"]
+    for name, k in (("STN", "stn"), ("P-STN", "pstn")):
+        acc = S["accuracy"][name]
+        assert len(acc) == p["seeds"] and all(is_fraction(a) and round(a * m["n_test"], 6).is_integer() for a in acc)
+        assert math.isclose(m[f"{k}_accuracy"], sum(acc) / len(acc)) and is_fraction(m[f"{k}_accuracy"])
+        assert math.isclose(m[f"{k}_epsilon"], sum(S["eps"][name]) / len(acc))
     for k in ("stn", "pstn"):
         assert is_nll(m[f"{k}_nll"])
         assert 0 <= m[f"{k}_epsilon"] <= math.pi / 2 and 0 <= m[f"{k}_epsilon_2pi"] <= math.pi    # mean of min(r, P - r)

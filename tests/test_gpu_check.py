@@ -110,7 +110,7 @@ def test_paper_cut_accepted_and_keeps_the_profile(gpu_script, name):
 def test_paper_cuts_cover_every_experiment(gpu_script):
     assert set(gpu_script.PAPER_CUTS) == set(EXPERIMENTS)
     cut = lambda name: gpu_script.plan_cut(name, EXP_DIR / f"{name}.ipynb", "paper", "cuda")
-    assert cut("rotated_mnist")["work_units"]["scale"] == 30                        # 30 localiser epochs / 1
+    assert cut("rotated_mnist")["work_units"]["scale"] == 90                        # 30 localiser epochs x 3 seeds / 1
     assert cut("mnist_subsets")["overrides"]["train_steps"] == math.ceil(10000 / 64)
     assert cut("failure_mode")["overrides"]["depths"] == [5]                        # the costliest depth
 
