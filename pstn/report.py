@@ -2,9 +2,10 @@
 
 # %% auto #0
 __all__ = ['GITHUB_RESULTS', 'PROFILE_ORDER', 'PROFILE_LABELS', 'PAPER_RUNS', 'ORDERING_HEAD', 'T_NOTE', 'SECTIONS', 'FIGURES',
-           'PLOTS', 'REASONS', 'results_root', 'read_result', 'paper_numbers', 'published_runs', 'pm', 'within',
-           'holds', 'run_line', 'params_line', 't_test', 'vs_paper', 'orderings', 'summary_blocks', 'plot_spread',
-           'departures', 'departures_markdown', 'show_published', 'page_markdown']
+           'PLOTS', 'REASONS', 'GUARD_ABLATIONS', 'results_root', 'read_result', 'paper_numbers', 'published_runs',
+           'pm', 'within', 'holds', 'run_line', 'params_line', 't_test', 'vs_paper', 'orderings', 'summary_blocks',
+           'plot_spread', 'departures', 'departures_markdown', 'guard_ablation', 'guard_ablation_markdown',
+           'show_published', 'page_markdown']
 
 # %% ../nbs/report.ipynb #5ca91657
 import json
@@ -112,17 +113,31 @@ def params_line(rec: dict, keys) -> str:
 
 
 def _rotated_mnist(m: dict, P: dict) -> list[str]:
-    rows = ["| quantity | paper | ours |", "| --- | ---: | ---: |"]
+    S = m.get("seeds")                                         # per localiser seed (runs before it: one seed)
+    n = len(S["seed"]) if S else 1
+    per_seed = {"stn_accuracy": ("accuracy", "STN"), "pstn_accuracy": ("accuracy", "P-STN"),
+                "stn_epsilon": ("eps", "STN"), "pstn_epsilon": ("eps", "P-STN")}
+    def ours(key, scale):
+        if S and key in per_seed and n > 1:
+            k, name = per_seed[key]
+            return pm(*_stats([v * scale for v in S[k][name]])[:2])
+        return f"{m[key] * scale:.2f}"
+    head = "ours" if n == 1 else f"ours (mean ± std, {n} localiser seeds)"
+    rows = [f"| quantity | paper | {head} |", "| --- | ---: | ---: |"]
     for key, label, scale in [("cnn_mnist_accuracy", "CNN on MNIST (%)", 100),
                               ("cnn_rotated_accuracy", "CNN on rotated MNIST (%)", 100),
                               ("stn_accuracy", "STN accuracy (%)", 100), ("pstn_accuracy", "P-STN accuracy (%)", 100),
                               ("stn_epsilon", "STN $\\varepsilon$", 1), ("pstn_epsilon", "P-STN $\\varepsilon$", 1),
                               ("beta_hard_over_easy", "mean $\\beta$, hard / easy images", 1)]:
-        rows.append(f"| {label} | {P.get(key, '')} | {m[key] * scale:.2f} |")
+        rows.append(f"| {label} | {P.get(key, '')} | {ours(key, scale)} |")
+    p_acc = p_eps = ""
+    if S and n > 1:
+        p_acc = f" ({_p(t_test(S['accuracy']['P-STN'], S['accuracy']['STN']))} over the seeds)"
+        p_eps = f" ({_p(t_test(S['eps']['P-STN'], S['eps']['STN']))})"
     return ["\n".join(rows),
             f"The paper gives single numbers, no spread. **Ordering:** P-STN more accurate than STN: "
-            f"{holds(m['pstn_accuracy'] > m['stn_accuracy'])} here; P-STN lower $\\varepsilon$: "
-            f"{holds(m['pstn_epsilon'] < m['stn_epsilon'])} here."]
+            f"{holds(m['pstn_accuracy'] > m['stn_accuracy'])} here{p_acc}; P-STN lower $\\varepsilon$: "
+            f"{holds(m['pstn_epsilon'] < m['stn_epsilon'])} here{p_eps}."]
 
 
 def _fashion_placement(m: dict, P: dict) -> list[str]:
@@ -151,10 +166,10 @@ PAPER_RUNS = 5
 
 
 def _stats(x) -> tuple[float, float, int]:
-    "(mean, sample standard deviation, n) of a list of runs."
-    import statistics
-    x = list(x)
-    return (statistics.fmean(x), statistics.stdev(x) if len(x) > 1 else 0.0, len(x))
+    "(mean, sample standard deviation, n) of a list of runs; nan propagates (a diverged run is not dropped)."
+    x = [float(v) for v in x]
+    n = len(x); m = sum(x) / n
+    return (m, (sum((v - m) ** 2 for v in x) / (n - 1)) ** 0.5 if n > 1 else 0.0, n)
 
 
 def t_test(a, b) -> float:
@@ -470,6 +485,68 @@ def departures_markdown(paper: dict | None = None, exp_dir: Path | str | None = 
         rows.append(f"| {r['experiment']} | `{r['parameter']}` | {_short(r['protocol'])} | {mark('cpu')} | "
                     f"{mark('paper')} | {r['reason']} |")
     return "\n".join(rows)
+
+# %% ../nbs/report.ipynb #c9859e84
+def _rot_seeds(m: dict) -> dict:
+    S = m["seeds"]
+    return {"STN accuracy (%)": [100 * a for a in S["accuracy"]["STN"]],
+            "P-STN accuracy (%)": [100 * a for a in S["accuracy"]["P-STN"]],
+            "P-STN $\\varepsilon$": S["eps"]["P-STN"], "P-STN test NLL": S["nll"]["P-STN"]}
+
+
+def _mnist100(m: dict) -> dict:
+    out = {f"{k} accuracy (%)": m["accuracy"][k]["100"]["folds"] for k in ("STN", "P-STN")}
+    for k, v in (m.get("ece_mnist100") or {}).items():
+        if k.startswith("P-STN"): out[f"{k} ECE"] = v["folds"]
+    return out
+
+
+GUARD_ABLATIONS = {
+    "rotated_mnist": dict(on="cpu", off="cpu-guard-off", setting="rotated MNIST", runs="localiser seeds",
+                          values=_rot_seeds),
+    "mnist_subsets": dict(on="cpu-mnist100-guard-on", off="cpu-mnist100-guard-off", setting="MNIST100",
+                          runs="folds", values=_mnist100),
+}
+"""The guard ablation: per experiment, the published profile folders of the same configuration with the guard on
+(`bound` > 0) and off (`bound` = 0), and the per-run numbers compared. The STN has no guard: its rows check that
+the two runs differ in nothing else."""
+
+
+def guard_ablation(results: Path | str | None = None) -> list[dict]:
+    """One row per experiment and quantity of `GUARD_ABLATIONS` whose two runs are published: the runs with the
+    guard on and off, their means and standard deviations, the t-test p, and the runs that diverged (a non-finite
+    value) in each."""
+    import math
+    rows = []
+    for exp, a in GUARD_ABLATIONS.items():
+        runs = {r["profile_dir"].rsplit("/", 1)[-1]: r for r in published_runs(exp, results)}
+        if a["on"] not in runs or a["off"] not in runs: continue
+        on, off = runs[a["on"]], runs[a["off"]]
+        if not (on["parameters"]["bound"] and not off["parameters"]["bound"]):
+            raise ValueError(f"{exp}: expected the guard on in {a['on']} and off in {a['off']}, got bound = "
+                             f"{on['parameters']['bound']!r} and {off['parameters']['bound']!r}")
+        v_on, v_off = a["values"](on["metrics"]), a["values"](off["metrics"])
+        for q in v_on:
+            x, y = v_on[q], v_off[q]
+            rows.append(dict(experiment=exp, setting=a["setting"], quantity=q, n=(len(x), len(y)), runs=a["runs"],
+                             on=_stats(x)[:2], off=_stats(y)[:2], p=t_test(x, y),
+                             diverged=(sum(not math.isfinite(v) for v in x), sum(not math.isfinite(v) for v in y)),
+                             bound=on["parameters"]["bound"]))
+    return rows
+
+
+def guard_ablation_markdown(results: Path | str | None = None) -> str:
+    "The guard ablation as a Markdown table (mean ± std over runs; Student t-test between guard on and off)."
+    rows = guard_ablation(results)
+    if not rows: return "*The guard ablation has no published pair of runs yet.*"
+    out = ["| setting | quantity | guard on | guard off | t-test | runs (on, off) | diverged (on, off) |",
+           "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    for r in rows:
+        d = 3 if "NLL" in r["quantity"] or "ECE" in r["quantity"] or "varepsilon" in r["quantity"] else 2
+        out.append(f"| {r['setting']} (bound {r['bound']}) | {r['quantity']} | {pm(*r['on'], digits=d)} | "
+                   f"{pm(*r['off'], digits=d)} | {_p(r['p'])} | {r['n'][0]}, {r['n'][1]} {r['runs']} | "
+                   f"{r['diverged'][0]}, {r['diverged'][1]} |")
+    return "\n".join(out)
 
 # %% ../nbs/report.ipynb #2294b1e4
 def _heading(rec: dict) -> str:
