@@ -114,10 +114,11 @@ PAPER_CUTS = {
         note="one epoch of each training stage on all of MNIST, one localiser seed, batch, S and models as in the "
              "paper profile. Every epoch of a stage costs the same (same data, same model)."),
     "fashion_placement": dict(
-        overrides=lambda p: {"cnn_epochs": 1, "loc_epochs": 1},
+        overrides=lambda p: {"cnn_epochs": 1, "loc_epochs": 1, "seeds": 1},
         units={"CNN epochs over cnn_train_size images": lambda p: p["cnn_epochs"],
-               "localiser epochs (STN and P-STN) over train_size placed images": lambda p: p["loc_epochs"]},
-        note="one epoch of each training stage on all of Fashion-MNIST (the P-STN's one-epoch warm-up of spread "
+               "localiser epochs (STN and P-STN) over train_size placed images, summed over the seeds":
+                   lambda p: p["loc_epochs"] * p["seeds"]},
+        note="one epoch of each training stage on all of Fashion-MNIST, one localiser seed (the P-STN's one-epoch warm-up of spread "
              "and KL weight falls in it; the warm-up changes values, not the work of a step)."),
     "mnist_subsets": dict(
         overrides=lambda p: {"sizes": [max(p["sizes"])], "folds": 1,

@@ -78,10 +78,16 @@ def check_rotated_mnist(m, p, run_dir):
 
 def check_fashion_placement(m, p, run_dir):
     assert (m["n_cnn_train"], m["n_train"], m["n_test"]) == (p["cnn_train_size"], p["train_size"], p["test_size"])
-    acc = ("cnn_centred_accuracy", "cnn_identity_view_accuracy", "cnn_true_window_accuracy", "stn_accuracy",
-           "pstn_accuracy", "pstn_accuracy_at_mean")
-    for k in acc:
+    for k in ("cnn_centred_accuracy", "cnn_identity_view_accuracy", "cnn_true_window_accuracy"):
         assert is_fraction(m[k]) and round(m[k] * m["n_test"], 6).is_integer(), k
+    S = m["seeds"]                                                              # one entry per localiser seed
+    assert S["seed"] == list(range(p["seed"], p["seed"] + p["seeds"])), S["seed"]
+    for name, k in (("STN", "stn"), ("P-STN", "pstn")):
+        acc = S["accuracy"][name]
+        assert len(acc) == p["seeds"] and all(is_fraction(a) and round(a * m["n_test"], 6).is_integer() for a in acc)
+        assert math.isclose(m[f"{k}_accuracy"], sum(acc) / len(acc))
+        assert math.isclose(m[f"{k}_translation_error_px"], sum(S["translation_error_px"][name]) / len(acc), rel_tol=1e-9)
+    assert is_fraction(m["pstn_accuracy_at_mean"])
     for k in ("cnn_empty_view_loss", "cnn_identity_view_loss", "stn_nll", "pstn_nll"): assert is_nll(m[k]), k
     for k in ("stn", "pstn"):
         for e in ("translation_error", "scale_error", "rotation_error"): assert m[f"{k}_{e}"] >= 0, (k, e)
