@@ -263,12 +263,22 @@ def _ucr(m: dict, P: dict) -> list[str]:
             p = P.get(name, {}).get(kind)
             rows.append(f"| {name} | {kind} | {pm(*p) if p else ''} | {pm(o['mean'], o['std'])} | {within(o['mean'], p)} | "
                         f"{vs_paper(o['runs'], p)} |")
+        if "majority" in m: rows.append(f"| {name} | *majority class* | | {m['majority'][name]:.2f} | | |")
         order += orderings(name, {k: o["runs"] for k, o in row.items()}, P.get(name, {}))
     for kind in m["mean_accuracy"]:
         rows.append(f"| mean | {kind} | {P.get('mean', {}).get(kind, '')} | {m['mean_accuracy'][kind]:.2f} | | |")
     out = ["\n".join(rows), f"Ours: mean ± std over {m['repetitions']} repetitions; $w$ from {m['w_source']}; "
                             f"weights {m['weights']}. " + T_NOTE]
     if len(order) > 2: out.append("**Orderings of the models per data set**\n\n" + "\n".join(order))
+    if "majority" in m:
+        near = [f"{k} on {n} ({o['mean']:.1f}% against {m['majority'][n]:.1f}%)" for n, row in m["accuracy"].items()
+                for k, o in row.items() if o["mean"] - m["majority"][n] < 5]
+        out.append("**Near the majority class** (mean accuracy less than 5 points above always answering the most "
+                   "frequent test class): " + ("; ".join(near) if near else "no model on any data set") + ".")
+    if m.get("w_validation_accuracy"):
+        out.append("**$w$ chosen on validation data** (accuracy of one P-STN per $w$ on 25% of the training set): "
+                   + "; ".join(f"{n}: " + ", ".join(f"{w} → {100 * a:.1f}%" for w, a in s.items()) + f" (chosen {m['w'][n]:g})"
+                               for n, s in m["w_validation_accuracy"].items()) + ".")
     out.append(f"**Ordering of the mean accuracies:** paper {_rank(P['mean']) if 'mean' in P else '?'}, "
                f"ours {_rank(m['mean_accuracy'])}.")
     return out
