@@ -326,7 +326,7 @@ SECTIONS = {
                                                "warmup_epochs"]),
     "mnist_subsets": (_mnist_subsets, ["train_steps", "batch_size", "lr", "weight_decay", "S_train", "S_test",
                                        "init_var", "bound", "test_size"]),
-    "ucr": (_ucr, ["epochs", "batch_size", "lr", "weight_decay", "S_train", "S_test", "cells", "channels", "hidden",
+    "ucr": (_ucr, ["epochs", "batch_size", "lr", "weight_decay", "w_grid", "S_train", "S_test", "cells", "channels", "hidden",
                    "init_var", "bound"]),
     "failure_mode": (_failure_mode, ["train_size", "test_size", "epochs", "batch_size", "lr", "hidden", "dropout",
                                      "S_train", "S_test", "w", "init_var", "bound"]),
