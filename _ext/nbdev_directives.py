@@ -6,6 +6,7 @@ myst-nb understands cell *tags* (`remove-cell`, `remove-input`, ...), not nbdev'
 * leading `#|` directive lines are removed from the source, so they never reach the HTML;
 * `hide`, `default_exp`, `include: false` -> tag `remove-cell` (the cell still runs, it is just not shown);
 * `echo: false`, `hide_input` -> `remove-input`;  `output: false` -> `remove-output`;
+* `code-fold: true` -> `hide-input` (the code is collapsed behind a "show code" toggle, as Quarto folds it);
 * `eval: false` -> `skip-execution`;  `gpu` -> `skip-execution` when no GPU is visible.
 
 It also removes horizontal rules that end up *inside* a cell's output (nbdev's `show_doc` starts its Markdown
@@ -26,7 +27,7 @@ from docutils.transforms import Transform
 
 TAGS = {"hide": "remove-cell", "default_exp": "remove-cell", "include: false": "remove-cell",
         "echo: false": "remove-input", "hide_input": "remove-input", "output: false": "remove-output",
-        "eval: false": "skip-execution"}
+        "eval: false": "skip-execution", "code-fold: true": "hide-input"}
 
 
 def _directives(lines):

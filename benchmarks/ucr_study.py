@@ -14,6 +14,9 @@ conv_net widths (16, 32), hidden 64, CPAB 1-D with 10 cells, S = 10, init_var 1e
   records the mean posterior variance beta / alpha of its CPAB coefficients on the test set (the prior
   Gamma(1, 1) puts the precision's mean at 1, i.e. a variance near 1; the guard caps each deviation at 1).
 
+For scale, the record also holds the majority-class rate of each test set and the accuracy of a 1-nearest-neighbour
+classifier (Euclidean distance on the raw series), which needs no training.
+
 One torch thread. Each case is one JSON file under `_results/ucr_study/`, never redone; the summary goes to
 `results/studies/ucr.json` with the run information.
 """
@@ -79,14 +82,16 @@ def main():
                 f.write_text(json.dumps(r))
                 print(tag, round(r["test_accuracy"], 2), flush=True)
             rows.append({"study": study, "model": kind, "data": name, **opts, "seed": seed, **json.loads(f.read_text())})
-    majority = {}
-    for name in {r["data"] for r in rows}:
-        y = UCR(name, split="test").targets
-        majority[name] = 100 * torch.bincount(y).max().item() / len(y)
+    majority, one_nn = {}, {}
+    for name in sorted({r["data"] for r in rows}):
+        tr, te = UCR(name, split="train"), UCR(name, split="test")
+        majority[name] = 100 * torch.bincount(te.targets).max().item() / len(te.targets)
+        nearest = torch.cdist(te.data.flatten(1), tr.data.flatten(1)).argmin(1)     # 1-NN, Euclidean, no tuning
+        one_nn[name] = 100 * (tr.targets[nearest] == te.targets).float().mean().item()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"what": "UCR cpu profile: weight decay and KL weight as causes of the majority-class "
                                "and instability results (issue 16)", "protocol": PROFILE, "seeds": list(SEEDS),
-                               "majority_class": majority, "run_info": run_info(), "runs": rows}, indent=1) + "\n")
+                               "majority_class": majority, "one_nn_euclidean": one_nn, "run_info": run_info(), "runs": rows}, indent=1) + "\n")
     print("wrote", OUT.relative_to(ROOT))
 
 

@@ -29,6 +29,10 @@ def test_mapping():
     assert cells[8] == ("y = 3", [])
 
 
+def test_code_fold_collapses_the_input():
+    assert convert("#| export\n#| code-fold: true\ndef f(): pass")[0] == ("def f(): pass", ["hide-input"])
+
+
 def test_gpu_cells_run_when_a_gpu_is_there():
     assert convert("#| gpu\ntorch.cuda", gpu=True)[0] == ("torch.cuda", [])
 
