@@ -132,8 +132,9 @@ def _rotated_mnist(m: dict, P: dict) -> list[str]:
         rows.append(f"| {label} | {P.get(key, '')} | {ours(key, scale)} |")
     p_acc = p_eps = ""
     if S and n > 1:
-        p_acc = f" ({_p(t_test(S['accuracy']['P-STN'], S['accuracy']['STN']))} over the seeds)"
-        p_eps = f" ({_p(t_test(S['eps']['P-STN'], S['eps']['STN']))})"
+        sig = lambda p: f" ({'significant' if p < 0.05 else 'not significant'}, {_p(p)} over the seeds)"
+        p_acc = sig(t_test(S['accuracy']['P-STN'], S['accuracy']['STN']))
+        p_eps = sig(t_test(S['eps']['P-STN'], S['eps']['STN']))
     return ["\n".join(rows),
             f"The paper gives single numbers, no spread. **Ordering:** P-STN more accurate than STN: "
             f"{holds(m['pstn_accuracy'] > m['stn_accuracy'])} here{p_acc}; P-STN lower $\\varepsilon$: "
@@ -511,9 +512,18 @@ def _mnist100(m: dict) -> dict:
     return out
 
 
+def _fashion_seeds(m: dict) -> dict:
+    S = m["seeds"]
+    return {"STN accuracy (%)": [100 * a for a in S["accuracy"]["STN"]],
+            "P-STN accuracy (%)": [100 * a for a in S["accuracy"]["P-STN"]],
+            "P-STN translation error (px)": S["translation_error_px"]["P-STN"]}
+
+
 GUARD_ABLATIONS = {
     "rotated_mnist": dict(on="cpu", off="cpu-guard-off", setting="rotated MNIST", runs="localiser seeds",
                           values=_rot_seeds),
+    "fashion_placement": dict(on="cpu", off="cpu-guard-off", setting="Fashion-MNIST placement", runs="localiser seeds",
+                              values=_fashion_seeds),
     "mnist_subsets": dict(on="cpu-mnist100-guard-on", off="cpu-mnist100-guard-off", setting="MNIST100",
                           runs="folds", values=_mnist100),
 }
@@ -552,8 +562,8 @@ def guard_ablation_markdown(results: Path | str | None = None) -> str:
     out = ["| setting | quantity | guard on | guard off | t-test | runs (on, off) | diverged (on, off) |",
            "| --- | --- | ---: | ---: | --- | --- | --- |"]
     for r in rows:
-        d = 3 if "NLL" in r["quantity"] or "ECE" in r["quantity"] or "varepsilon" in r["quantity"] else 2
-        out.append(f"| {r['setting']} (bound {r['bound']}) | {r['quantity']} | {pm(*r['on'], digits=d)} | "
+        d = 3 if any(k in r["quantity"] for k in ("NLL", "ECE", "varepsilon")) else 2
+        out.append(f"| {r['setting']} (bound {_short(r['bound'])}) | {r['quantity']} | {pm(*r['on'], digits=d)} | "
                    f"{pm(*r['off'], digits=d)} | {_p(r['p'])} | {r['n'][0]}, {r['n'][1]} {r['runs']} | "
                    f"{r['diverged'][0]}, {r['diverged'][1]} |")
     return "\n".join(out)
