@@ -469,11 +469,19 @@ def _short(v) -> str:
     return "none" if v in (0, [], 0.0) and not isinstance(v, bool) else str(v)
 
 
+def _same(want, got) -> bool:
+    "Whether a profile's value `got` follows the protocol's `want` (`grid search`: any non-empty grid)."
+    if want == "grid search": return isinstance(got, list) and len(got) > 0
+    return got == want
+
+
 def departures(paper: dict | None = None, exp_dir: Path | str | None = None) -> list[dict]:
     """Every (experiment, parameter) where a `cpu` or `paper` profile differs from the paper's protocol (the
     `protocol` section of `results/paper_numbers.yml`): the paper's value and each profile's, as the profile files
-    resolve them today, so that the table cannot go stale. Each row: experiment, parameter, protocol (the paper's
-    value), profiles ({profile: value}) and reason."""
+    resolve them today, so that the table cannot go stale. A protocol entry `{paper: ..., why: ...}` names a setting
+    the paper does not give as a value (its epochs, say): it always gets a row. `grid search` is followed by any
+    non-empty grid. Each row: experiment, parameter, protocol (the paper's value or words), profiles
+    ({profile: value}), reason and stated (whether the paper gives a value)."""
     from pstn.runner import list_experiments, load_profiles, resolve_parameters
     paper = paper_numbers() if paper is None else paper
     exps, rows = list_experiments(exp_dir), []
@@ -482,9 +490,12 @@ def departures(paper: dict | None = None, exp_dir: Path | str | None = None) -> 
         profs = {pr: resolve_parameters(exps[exp], pr)[0] for pr in ("cpu", "paper") if pr in load_profiles(exps[exp])}
         for k, want in proto.items():
             got = {pr: v.get(k) for pr, v in profs.items()}
-            if any(g != want for g in got.values()):
+            if isinstance(want, dict) and "paper" in want:     # not a value: {paper: what the paper says, why: ours}
+                rows.append(dict(experiment=exp, parameter=k, protocol=want["paper"], profiles=got,
+                                 reason=want.get("why", "not stated by the paper: the value is ours"), stated=False))
+            elif any(not _same(want, g) for g in got.values()):
                 rows.append(dict(experiment=exp, parameter=k, protocol=want, profiles=got,
-                                 reason=REASONS.get(k, "reduced budget of the cpu profile")))
+                                 reason=REASONS.get(k, "reduced budget of the cpu profile"), stated=True))
     return rows
 
 
@@ -493,7 +504,8 @@ def departures_markdown(paper: dict | None = None, exp_dir: Path | str | None = 
     rows = ["| experiment | parameter | paper | `cpu` profile | `paper` profile | why |", "| --- | --- | --- | --- | --- | --- |"]
     for r in departures(paper, exp_dir):
         v = r["profiles"]
-        mark = lambda pr: "" if pr not in v else f"**{_short(v[pr])}**" if v[pr] != r["protocol"] else _short(v[pr])
+        mark = lambda pr: ("" if pr not in v else _short(v[pr]) if not r["stated"] or _same(r["protocol"], v[pr])
+                           else f"**{_short(v[pr])}**")
         rows.append(f"| {r['experiment']} | `{r['parameter']}` | {_short(r['protocol'])} | {mark('cpu')} | "
                     f"{mark('paper')} | {r['reason']} |")
     return "\n".join(rows)
