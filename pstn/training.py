@@ -21,24 +21,29 @@ from .metrics import accuracy, nll, ece
 
 # %% ../nbs/12_training.ipynb #3586cefa
 def epoch_seed(seed: int, epoch: int) -> int:
-    "The seed of epoch `epoch` of a run with seed `seed` (a 63-bit integer, distinct for distinct pairs)."
+    """The seed of epoch `epoch` of a run with seed `seed` (a 63-bit integer, distinct
+    for distinct pairs)."""
     return (int(seed) * 1_000_003 + int(epoch)) % (2 ** 63 - 1)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False,
+                seed: int = 0, epoch: int = 0,
                 num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader whose order depends only on (seed, epoch) (shuffled) or is the dataset order. `pin_memory`:
-    batches in page-locked memory, so that copies to a GPU can overlap with its work."""
+    """A DataLoader whose order depends only on (seed, epoch) (shuffled) or is the
+    dataset order. `pin_memory`: batches in page-locked memory, so that copies to a GPU
+    can overlap with its work."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=num_workers,
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g,
+                      num_workers=num_workers,
                       pin_memory=pin_memory)
 
 
 def resolve_device(device, model: nn.Module | None = None) -> torch.device:
-    """The device to compute on: "auto" is CUDA when a GPU is visible, else the CPU; None is where `model`'s
-    parameters already are (the CPU without a model); anything else is passed to `torch.device`."""
+    """The device to compute on: "auto" is CUDA when a GPU is visible, else the CPU;
+    None is where `model`'s parameters already are (the CPU without a model); anything
+    else is passed to `torch.device`."""
     if device is None:
         p = next(model.parameters(), None) if model is not None else None
         return p.device if p is not None else torch.device("cpu")
@@ -46,32 +51,39 @@ def resolve_device(device, model: nn.Module | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try: return torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device: expected 'auto', None, or a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
+        raise ValueError("device: expected 'auto', None, or a torch device such as "
+                         f"'cpu' or 'cuda:0', got {device!r}") from e
 
 # %% ../nbs/12_training.ipynb #b709af8a
+#| code-fold: true
 class TrainingWarning(UserWarning):
-    "Training runs but learns nothing: e.g. a transformer whose windows show the classifier nothing."
+    """Training runs but learns nothing: e.g. a transformer whose windows show the
+    classifier nothing."""
 
 
 EMPTY_WARN, NLL_STILL, NLL_FITTED = 0.5, 1e-5, 0.05
 
 
 def _diagnose(rec: dict, history: list[dict]) -> list[str]:
-    """Warnings about the epoch `rec`, given the epochs before it: mostly empty views, or an NLL that did not move
-    although the model does not fit its training data (a model that has fitted it, NLL < 0.05, may rest)."""
+    """Warnings about the epoch `rec`, given the epochs before it: mostly empty views,
+    or an NLL that did not move although the model does not fit its training data (a
+    model that has fitted it, NLL < 0.05, may rest)."""
     out, e = [], rec["epoch"]
     if rec.get("empty", 0.0) > EMPTY_WARN:
-        out.append(f"epoch {e}: {100 * rec['empty']:.0f}% of the transformed views were empty: the window shows "
-                   f"the classifier nothing of its input (it has left the object, where no gradient brings it back)")
+        out.append(f"epoch {e}: {100 * rec['empty']:.0f}% of the transformed views "
+                   "were empty: the window shows the classifier nothing of its input "
+                   "(it has left the object, where no gradient brings it back)")
     if (history and "nll" in rec and "nll" in history[-1] and rec["nll"] > NLL_FITTED
             and abs(rec["nll"] - history[-1]["nll"]) < NLL_STILL):
-        out.append(f"epoch {e}: the training NLL did not move ({history[-1]['nll']:.6f} -> {rec['nll']:.6f}): "
-                   f"the model receives no learning signal")
+        out.append(f"epoch {e}: the training NLL did not move "
+                   f"({history[-1]['nll']:.6f} -> {rec['nll']:.6f}): the model "
+                   "receives no learning signal")
     return out
 
 
 def _save_atomic(obj, path: Path) -> None:
-    "torch.save to a temporary name of this process's own, then rename: readers never see half a checkpoint."
+    """torch.save to a temporary name of this process's own, then rename: readers never
+    see half a checkpoint."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         torch.save(obj, tmp)
@@ -81,68 +93,84 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 class CheckpointError(ValueError):
-    "A checkpoint that cannot be resumed from: the file is unreadable, or it was saved from another model."
+    """A checkpoint that cannot be resumed from: the file is unreadable, or it was saved
+    from another model."""
 
 
 def _few(names: list, n: int = 3) -> str:
     "The first `n` of `names`, then how many more."
-    return ", ".join(map(str, names[:n])) + (f", ... and {len(names) - n} more" if len(names) > n else "")
+    more = f", ... and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(map(str, names[:n])) + more
 
 
-def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, device) -> dict:
+def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                     device) -> dict:
     """Restore `model` and `opt` from the checkpoint at `path` and return its contents.
 
-    Returns None, with a `TrainingWarning` naming `path`, when the file cannot be read (truncated or corrupt: a
-    checkpoint is a cache, and the run starts afresh and overwrites it). Raises `CheckpointError` naming `path`
-    when it is not a training
-    checkpoint, or holds the state of another model (missing or unexpected keys, other shapes, summarised) or of
-    an optimiser over other parameters. Those are checked before anything is loaded into `model`."""
+    Returns None, with a `TrainingWarning` naming `path`, when the file cannot be read
+    (truncated or corrupt: a checkpoint is a cache, and the run starts afresh and
+    overwrites it). Raises `CheckpointError` naming `path` when it is not a training
+    checkpoint, or holds the state of another model (missing or unexpected keys, other
+    shapes, summarised) or of an optimiser over other parameters. Those are checked
+    before anything is loaded into `model`."""
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except PermissionError as e:
-        raise CheckpointError(f"checkpoint {path}: cannot read the file: permission denied") from e
+        raise CheckpointError(f"checkpoint {path}: cannot read the file: permission "
+                              "denied") from e
     except Exception as e:
-        warnings.warn(f"checkpoint {path}: cannot read the file: it is truncated or corrupt ({type(e).__name__}: "
-                      f"{' '.join(str(e).split())[:200]}); training starts afresh and overwrites it", TrainingWarning)
+        warnings.warn(f"checkpoint {path}: cannot read the file: it is truncated or "
+                      f"corrupt ({type(e).__name__}: "
+                      f"{' '.join(str(e).split())[:200]}); training starts afresh and "
+                      "overwrites it", TrainingWarning)
         return None
     keys = ("epoch", "model", "optimizer", "history")
     if not isinstance(state, dict) or any(k not in state for k in keys):
-        got = f"a dict with keys {', '.join(map(str, state))}" if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"checkpoint {path}: expected a training checkpoint (a dict with keys "
-                              f"{', '.join(keys)}), got {got}")
+        got = (f"a dict with keys {', '.join(map(str, state))}"
+               if isinstance(state, dict) else type(state).__name__)
+        raise CheckpointError(f"checkpoint {path}: expected a training checkpoint (a "
+                              f"dict with keys {', '.join(keys)}), got {got}")
     own, saved = model.state_dict(), state["model"]
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
-    shapes = [f"{k} (checkpoint {tuple(saved[k].shape)}, model {tuple(own[k].shape)})" for k in own
-              if k in saved and hasattr(own[k], "shape") and hasattr(saved[k], "shape") and saved[k].shape != own[k].shape]
+    shapes = [f"{k} (checkpoint {tuple(saved[k].shape)}, model {tuple(own[k].shape)})"
+              for k in own if k in saved and hasattr(own[k], "shape")
+              and hasattr(saved[k], "shape") and saved[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         parts = [f"{len(missing)} missing key(s) ({_few(missing)})" if missing else "",
-                 f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})" if unexpected else "",
+                 f"{len(unexpected)} unexpected key(s) "
+                 f"({_few(unexpected)})" if unexpected else "",
                  f"{len(shapes)} shape mismatch(es): {_few(shapes)}" if shapes else ""]
-        raise CheckpointError(f"checkpoint {path}: saved from a different model than this {type(model).__name__}: "
+        raise CheckpointError(f"checkpoint {path}: saved from a different model than "
+                              f"this {type(model).__name__}: "
                               + "; ".join(p for p in parts if p)
-                              + "; resume with the model that wrote it, or use another checkpoint path")
+                              + "; resume with the model that wrote it, or use another "
+                                "checkpoint path")
     groups = [len(g["params"]) for g in state["optimizer"].get("param_groups", [])] \
         if isinstance(state["optimizer"], dict) else None
     if groups != [len(g["params"]) for g in opt.param_groups]:
-        raise CheckpointError(f"checkpoint {path}: its optimiser state is for {groups} trainable parameter tensors "
-                              f"(per group), this run trains {[len(g['params']) for g in opt.param_groups]}: "
-                              f"resume with the same parameters frozen as the run that wrote it")
+        raise CheckpointError(f"checkpoint {path}: its optimiser state is for {groups} "
+                              "trainable parameter tensors (per group), this run "
+                              f"trains {[len(g['params']) for g in opt.param_groups]}: "
+                              "resume with the same parameters frozen as the run that "
+                              "wrote it")
     try:
         model.load_state_dict(saved)
         opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {path}: its state does not fit this model and optimiser "
-                              f"({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"checkpoint {path}: its state does not fit this model "
+                              f"and optimiser ({type(e).__name__}: {e})") from e
     return state
 
 
 def _expect_items(dataset, name: str, who: str, when: str = "") -> int:
-    "len(dataset), after checking that it is a map-style data set with at least one item."
+    """len(dataset), after checking that it is a map-style data set with at least one
+    item."""
     iterable = isinstance(dataset, torch.utils.data.IterableDataset)
     if iterable or not hasattr(dataset, "__len__"):
-        raise ValueError(f"{who}: {name}: expected a map-style data set (with len() and indexing; {who} shuffles "
-                         f"it), got {'an IterableDataset' if iterable else 'an object without len()'} "
+        what = "an IterableDataset" if iterable else "an object without len()"
+        raise ValueError(f"{who}: {name}: expected a map-style data set (with len() "
+                         f"and indexing; {who} shuffles it), got {what} "
                          f"({type(dataset).__name__})")
     n = len(dataset)
     if n == 0:
@@ -155,44 +183,59 @@ def _to(batch, device):
     x, y = batch[0], batch[1]
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+# %% ../nbs/12_training.ipynb #e4c1f7a2
+def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int = 64,
+          lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
+          checkpoint: str | Path | None = None, val_dataset: Dataset | None = None,
+          progress: bool = True, num_workers: int = 0, channels_last: bool = False,
+          device="auto", check_every: int | None = None) -> list[dict]:
+    """Train `model` (any model with `.loss(x, y) -> (loss, parts)`) with Adam; returns
+    the history.
 
-def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int = 64, lr: float = 1e-3,
-          weight_decay: float = 0.0, seed: int = 0, checkpoint: str | Path | None = None,
-          val_dataset: Dataset | None = None, progress: bool = True, num_workers: int = 0,
-          channels_last: bool = False, device="auto", check_every: int | None = None) -> list[dict]:
-    """Train `model` (any model with `.loss(x, y) -> (loss, parts)`) with Adam; returns the history.
+    One dict per epoch: epoch, loss and the mean of each part of `model.loss` over the
+    epoch's items, seconds, and `val_`-prefixed `evaluate` metrics when `val_dataset` is
+    given. With `checkpoint`, the model, optimiser and history are saved after each
+    epoch and a rerun resumes after the last saved epoch (a finished run returns its
+    history at once).
 
-    One dict per epoch: epoch, loss and the mean of each part of `model.loss` over the epoch's items, seconds,
-    and `val_`-prefixed `evaluate` metrics when `val_dataset` is given. With `checkpoint`, the model, optimiser
-    and history are saved after each epoch and a rerun resumes after the last saved epoch (a finished run
-    returns its history at once).
-
-    `device`: "auto" (CUDA when present), None (where the model is) or a device; the model moves there, and
-    every batch (from page-locked memory on CUDA). Nothing is read back from the device during an epoch except
-    the check for a non-finite loss, every `check_every` steps (default: every step on the CPU, where it is free;
-    every 50 on a GPU): it raises `NonFiniteError` naming the epoch and the step (or the steps between checks).
-    Raises `ValueError` for an empty `dataset` or `val_dataset`, and `CheckpointError` naming the file for a
-    checkpoint saved from another model; an unreadable (truncated, corrupt) checkpoint is a lost cache: a
-    `TrainingWarning` names it and training starts from the first epoch.
-    Warns (`TrainingWarning`, also listed under the epoch's `warnings`) when more than half of an epoch's
-    transformed views were empty (the `empty` part of STN and P-STN losses), or when the NLL did not move from
-    the previous epoch (by less than 1e-5) while still above 0.05. `channels_last=True` stores the model's 4-D
-    weights (and so its convolutions' activations) in `torch.channels_last` memory format: the same arithmetic,
-    faster on CPU here (see the performance page); the model stays in that format afterwards."""
-    if not isinstance(epochs, int) or epochs < 0: raise ValueError(f"epochs: expected an integer >= 0, got {epochs!r}")
-    if not (lr > 0): raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
-    if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1):
-        raise ValueError(f"check_every: expected a number of steps >= 1, got {check_every!r}")
+    `device`: "auto" (CUDA when present), None (where the model is) or a device; the
+    model moves there, and every batch (from page-locked memory on CUDA). Nothing is
+    read back from the device during an epoch except the check for a non-finite loss,
+    every `check_every` steps (default: every step on the CPU, where it is free; every
+    50 on a GPU): it raises `NonFiniteError` naming the epoch and the step (or the steps
+    between checks). Raises `ValueError` for an empty `dataset` or `val_dataset`, and
+    `CheckpointError` naming the file for a checkpoint saved from another model; an
+    unreadable (truncated, corrupt) checkpoint is a lost cache: a `TrainingWarning`
+    names it and training starts from the first epoch. Warns (`TrainingWarning`, also
+    listed under the epoch's `warnings`) when more than half of an epoch's transformed
+    views were empty (the `empty` part of STN and P-STN losses), or when the NLL did not
+    move from the previous epoch (by less than 1e-5) while still above 0.05.
+    `channels_last=True` stores the model's 4-D weights (and so its convolutions'
+    activations) in `torch.channels_last` memory format: the same arithmetic, faster on
+    CPU here (see the performance page); the model stays in that format afterwards."""
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs: expected an integer >= 0, got {epochs!r}")
+    if not (lr > 0):
+        raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
+    if check_every is not None and (isinstance(check_every, bool)
+                                    or not isinstance(check_every, int)
+                                    or check_every < 1):
+        raise ValueError("check_every: expected a number of steps >= 1, got "
+                         f"{check_every!r}")
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params: raise ValueError("train: expected a model with trainable parameters, got none (all frozen?)")
+    if not params:
+        raise ValueError("train: expected a model with trainable parameters, got none "
+                         "(all frozen?)")
     _expect_items(dataset, "dataset", "train")
     if val_dataset is not None: _expect_items(val_dataset, "val_dataset", "train")
-    if checkpoint is not None and (Path(checkpoint).is_dir() or not Path(checkpoint).parent.is_dir()):
-        raise ValueError(f"checkpoint: expected the path of a file in an existing directory, got {checkpoint} ("
-                         + ("a directory" if Path(checkpoint).is_dir() else f"{Path(checkpoint).parent} does not exist")
-                         + ")")
+    if checkpoint is not None and (Path(checkpoint).is_dir()
+                                   or not Path(checkpoint).parent.is_dir()):
+        why = ("a directory" if Path(checkpoint).is_dir()
+               else f"{Path(checkpoint).parent} does not exist")
+        raise ValueError("checkpoint: expected the path of a file in an existing "
+                         f"directory, got {checkpoint} ({why})")
     device = resolve_device(device, model)
-    model.to(device)                                                  # in place: params keep their identity
+    model.to(device)                        # in place: params keep their identity
     if channels_last: model.to(memory_format=torch.channels_last)
     check_every = check_every or (1 if device.type == "cpu" else 50)
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -202,15 +245,19 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int =
         if checkpoint.exists():
             state = _load_checkpoint(checkpoint, model, opt, device)
             if state is not None: history, start = state["history"], state["epoch"] + 1
-    bar = tqdm(range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs)
+    bar = tqdm(range(start, epochs), desc="epochs", disable=not progress,
+               initial=start, total=epochs)
     for epoch in bar:
         model.train()
-        _expect_items(dataset, "dataset", "train", f" in epoch {epoch}")      # a data set may shrink during a run
-        loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, epoch=epoch, num_workers=num_workers,
+        # a data set may shrink during a run
+        _expect_items(dataset, "dataset", "train", f" in epoch {epoch}")
+        loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, epoch=epoch,
+                             num_workers=num_workers,
                              pin_memory=device.type == "cuda")
         torch.manual_seed(epoch_seed(seed, epoch))
         t0, sums, n, checked, finite = time.perf_counter(), {}, 0, -1, None
-        for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress)):
+        for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch}", leave=False,
+                                          disable=not progress)):
             x, y = _to(batch, device)
             try:
                 loss, parts = model.loss(x, y)
@@ -219,30 +266,37 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int =
             ok = torch.isfinite(loss.detach())
             finite = ok if finite is None else finite & ok
             if (step - checked) % check_every == 0 or step == len(loader) - 1:
-                if not bool(finite):                                  # the one read-back, every check_every steps
-                    at = f"step {step}" if check_every == 1 else f"a step from {checked + 1} to {step}"
-                    raise NonFiniteError(f"epoch {epoch}, {at}: the loss is {loss.item()} (parts "
-                                         f"{ {k: float(v) for k, v in parts.items()} })")
+                if not bool(finite):        # the one read-back, every check_every steps
+                    at = (f"step {step}" if check_every == 1
+                          else f"a step from {checked + 1} to {step}")
+                    values = {k: float(v) for k, v in parts.items()}
+                    raise NonFiniteError(f"epoch {epoch}, {at}: the loss is "
+                                         f"{loss.item()} (parts {values})")
                 checked = step
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             b = len(y)
-            for k, v in {"loss": loss.detach(), **parts}.items(): sums[k] = sums.get(k, 0.0) + v * b
+            for k, v in {"loss": loss.detach(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v * b
             n += b
         if n == 0:
-            raise ValueError(f"train: dataset yielded no batch in epoch {epoch}: expected at least one item per "
-                             f"epoch, got none (len(dataset) = {len(dataset)})")
-        rec = {"epoch": epoch, **{k: float(v) / max(n, 1) for k, v in sums.items()}, "seconds": time.perf_counter() - t0}
+            raise ValueError(f"train: dataset yielded no batch in epoch {epoch}: "
+                             "expected at least one item per epoch, got none "
+                             f"(len(dataset) = {len(dataset)})")
+        rec = {"epoch": epoch, **{k: float(v) / max(n, 1) for k, v in sums.items()},
+               "seconds": time.perf_counter() - t0}
         if val_dataset is not None:
-            rec.update({f"val_{k}": v for k, v in evaluate(model, val_dataset, device=device).items()})
+            val = evaluate(model, val_dataset, device=device)
+            rec.update({f"val_{k}": v for k, v in val.items()})
         if msgs := _diagnose(rec, history):
             rec["warnings"] = msgs
             for m in msgs: warnings.warn(m, TrainingWarning, stacklevel=2)
         history.append(rec)
         bar.set_postfix(loss=f"{rec.get('loss', float('nan')):.3f}")
         if checkpoint is not None:
-            _save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            _save_atomic({"epoch": epoch, "model": model.state_dict(),
+                          "optimizer": opt.state_dict(),
                           "history": history}, checkpoint)
     return history
 
@@ -250,8 +304,8 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int =
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, seed: int = 0,
             progress: bool = False, device="auto") -> tuple[Tensor, Tensor]:
-    """Log-probabilities (N, K) of `model.predict` over `dataset` in order, and the labels (N,), on the CPU.
-    `device` as in `train` (the model moves there)."""
+    """Log-probabilities (N, K) of `model.predict` over `dataset` in order, and the
+    labels (N,), on the CPU. `device` as in `train` (the model moves there)."""
     was = model.training
     model.eval()
     torch.manual_seed(seed)
@@ -259,30 +313,36 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, seed: int
     model.to(device)
     if device.type == "cuda": torch.cuda.manual_seed(seed)
     out, ys = [], []
-    for batch in tqdm(make_loader(dataset, batch_size, pin_memory=device.type == "cuda"), desc="predict",
-                      leave=False, disable=not progress):
+    loader = make_loader(dataset, batch_size, pin_memory=device.type == "cuda")
+    for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
         x, y = _to(batch, device)
         out.append(model.predict(x).float().cpu()); ys.append(y.cpu())
     model.train(was)
     if not out:
-        raise ValueError(f"predict: dataset is empty: expected at least one item, got a {type(dataset).__name__} "
-                         f"that yielded no batch")
+        raise ValueError("predict: dataset is empty: expected at least one item, got a "
+                         f"{type(dataset).__name__} that yielded no batch")
     return torch.cat(out), torch.cat(ys)
 
 
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, n_bins: int = 10, seed: int = 0,
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256,
+             n_bins: int = 10, seed: int = 0,
              device="auto") -> dict:
-    "accuracy, nll (mean) and ece (`n_bins` equal-width bins) of `model.predict` on `dataset`, plus n."
+    """accuracy, nll (mean) and ece (`n_bins` equal-width bins) of `model.predict` on
+    `dataset`, plus n."""
     log_probs, y = predict(model, dataset, batch_size, seed, device=device)
     return {"accuracy": accuracy(log_probs, y), "nll": nll(log_probs, y),
             "ece": ece(log_probs.exp(), y, n_bins), "n": len(y)}
 
 # %% ../nbs/12_training.ipynb #beeae67f
-def materialize(dataset: Dataset, batch_size: int = 512, progress: bool = True, desc: str = "materialize"):
-    "A `TensorDataset` with every item of `dataset` evaluated once, in order (items are tuples of tensors/numbers)."
-    if len(dataset) == 0: raise ValueError("materialize: expected a non-empty data set, got 0 items")
+def materialize(dataset: Dataset, batch_size: int = 512, progress: bool = True,
+                desc: str = "materialize"):
+    """A `TensorDataset` with every item of `dataset` evaluated once, in order (items
+    are tuples of tensors/numbers)."""
+    if len(dataset) == 0:
+        raise ValueError("materialize: expected a non-empty data set, got 0 items")
     cols = None
-    for batch in tqdm(make_loader(dataset, batch_size), desc=desc, leave=False, disable=not progress):
+    for batch in tqdm(make_loader(dataset, batch_size), desc=desc, leave=False,
+                      disable=not progress):
         batch = batch if isinstance(batch, (list, tuple)) else [batch]
         if cols is None: cols = [[] for _ in batch]
         for c, b in zip(cols, batch): c.append(torch.as_tensor(b))
