@@ -94,9 +94,10 @@ def null_space(L: Tensor, rtol: float = 1e-10) -> Tensor:
 def cell_covariance(nc: int, length_scale: float = 0.1,
                     output_variance: float = 1.0) -> Tensor:
     """Covariance Sigma_A (float64, (2 nc, 2 nc)) of A = (a_0, b_0, a_1, b_1, ...) under
-    the prior: a squared- exponential kernel `output_variance * exp(-(m_c - m_c')^2 / (2
-    length_scale^2))` over the cell centres m_c = (c + 1/2) / nc, applied to the slopes
-    a_c and to the offsets b_c separately (independent kinds)."""
+    the prior: a squared-exponential kernel
+    `output_variance * exp(-(m_c - m_c')^2 / (2 length_scale^2))` over the cell centres
+    m_c = (c + 1/2) / nc, applied to the slopes a_c and to the offsets b_c separately
+    (independent kinds)."""
     nc = _check_nc(nc)
     for name, val in (("length_scale", length_scale),
                       ("output_variance", output_variance)):
@@ -242,11 +243,11 @@ def integrate(x: Tensor, A: Tensor, t: float = 1.0) -> Tensor:
     """Transform the points `x` (B, N) by the exact flow, for time `t`, of the CPA
     velocity field `A` (B, 2 nc).
 
-    The domain [0, 1] is split into nc = A.shape[1] // 2 equal cells; A is ordered (a_0,
-    b_0, a_1, b_1, ...). Points outside [0, 1] follow the field extended by the two
-    outer cells. Negative `t` flows backwards (the inverse map). Computed in float64;
-    returns the promoted dtype of `x` and `A`. Differentiable in `A` and `x` through an
-    analytic backward (first order only)."""
+    The domain [0, 1] is split into nc = A.shape[1] // 2 equal cells; A is ordered
+    (a_0, b_0, a_1, b_1, ...). Points outside [0, 1] follow the field extended by the
+    two outer cells. Negative `t` flows backwards (the inverse map). Computed in
+    float64; returns the promoted dtype of `x` and `A`. Differentiable in `A` and `x`
+    through an analytic backward (first order only)."""
     sizes = expect_shape(A, ("B", None), "A")
     expect_shape(x, ("B", "N"), "x", sizes={"B": sizes["B"]})
     if A.shape[1] < 2 or A.shape[1] % 2:
@@ -301,8 +302,8 @@ class CPAB1D:
         return (f"CPAB1D(nc={self.nc}, zero_boundary={self.zero_boundary}, "
                 f"volume_preservation={self.volume_preservation}, dim={self.dim})")
 
-    def _check_theta(self,
-                     theta: Tensor) -> None: check_theta_dim(theta, self.dim, self)
+    def _check_theta(self, theta: Tensor) -> None:
+        check_theta_dim(theta, self.dim, self)
 
     def _points(self, x: Tensor, theta: Tensor) -> Tensor:
         "Check x, (N,) or (B, N), and return it as (B, N)."
@@ -312,8 +313,8 @@ class CPAB1D:
         return x
 
     def field(self, theta: Tensor) -> Tensor:
-        """The per-cell parameters A = theta @ basis.T, shape (B, 2 nc), ordered (a_0,
-        b_0, a_1, b_1, ...)."""
+        """The per-cell parameters A = theta @ basis.T, shape (B, 2 nc), ordered
+        (a_0, b_0, a_1, b_1, ...)."""
         self._check_theta(theta)
         return theta @ self.basis.to(theta.device, theta.dtype).T
 
@@ -327,9 +328,9 @@ class CPAB1D:
         """T^theta(x): flow the points x, (B, N) or (N,) in [0, 1], along v^theta for
         time t; returns (B, N).
 
-        Exact (closed form per cell), differentiable in theta and x. Points outside [0,
-        1] follow the field extended by the outer cells (with zero boundary they stay
-        outside). T^{-theta} is the inverse. With zero boundary, results for points
+        Exact (closed form per cell), differentiable in theta and x. Points outside
+        [0, 1] follow the field extended by the outer cells (with zero boundary they
+        stay outside). T^{-theta} is the inverse. With zero boundary, results for points
         starting in [0, 1] are clamped to [0, 1] (removes ~1e-15 round-off)."""
         A = self.field(theta)
         x = self._points(x, theta)

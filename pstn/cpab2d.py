@@ -144,8 +144,8 @@ def _basis(nx: int, ny: int, zero_boundary: bool, volume_preservation: bool) -> 
     """Orthonormal null-space basis (float64) of `constraint_matrix_2d`, by `null_space`
     (SVD).
 
-    The SVD runs on one thread: for these small matrices threads gain nothing, and on a
-    busy 2-core machine the thread pool can slow it down a hundredfold."""
+    The SVD runs on one thread: for these small matrices more threads gain nothing, and
+    when the cores are shared a thread pool can slow it down a hundredfold."""
     L = constraint_matrix_2d((nx, ny), zero_boundary, volume_preservation)
     threads = torch.get_num_threads()
     try:
@@ -177,8 +177,8 @@ _KT = 10  # Taylor degree of the per-step exponential
 
 
 def _half_planes(nx: int, ny: int) -> Tensor:
-    """Each cell as at most 5 half-planes n . p <= e: (nc, 5, 3) float64 rows (n_x, n_y,
-    e).
+    """Each cell as at most 5 half-planes n . p <= e: (nc, 5, 3) float64 rows
+    (n_x, n_y, e).
 
     Lines 0, 1: the two diagonals bounding the wedge of triangle k; 2: its own rectangle
     side; 3, 4: the two rectangle sides perpendicular to it (redundant inside the
@@ -580,8 +580,8 @@ class CPAB2D:
                  volume_preservation: bool = False, steps: int = 10):
         self.nx, self.ny = _check_tess(tess)
         self.nc = 4 * self.nx * self.ny
-        if isinstance(steps, bool) or not hasattr(steps,
-                                                  "__index__") or steps.__index__() < 1:
+        if (isinstance(steps, bool) or not hasattr(steps, "__index__")
+                or steps.__index__() < 1):
             raise ValueError("steps: expected a positive integer number of "
                              f"integration steps, got {steps!r}")
         self.steps = steps.__index__()
@@ -603,8 +603,8 @@ class CPAB2D:
                 f"volume_preservation={self.volume_preservation}, "
                 f"dim={getattr(self, 'dim', '?')})")
 
-    def _check_theta(self,
-                     theta: Tensor) -> None: check_theta_dim(theta, self.dim, self)
+    def _check_theta(self, theta: Tensor) -> None:
+        check_theta_dim(theta, self.dim, self)
 
     def _basis_as(self, dtype, device) -> Tensor:
         key = (dtype, device)

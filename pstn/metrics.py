@@ -112,8 +112,8 @@ def nll(log_probs: Tensor, target: Tensor) -> float:
 
 # %% ../nbs/10_metrics.ipynb #9ab11d73
 def calibration_bins(probs: Tensor, target: Tensor, n_bins: int = 10) -> dict:
-    """Top-label reliability statistics over `n_bins` equal-width confidence bins on [0,
-    1].
+    """Top-label reliability statistics over `n_bins` equal-width confidence bins
+    on [0, 1].
 
     `probs` (B, K): class probabilities (rows sum to 1); `target` (B,): integer labels.
     The confidence of a row is its largest probability, the prediction its argmax. Bin m

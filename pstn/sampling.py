@@ -101,11 +101,11 @@ class LinearSample(torch.autograd.Function):
 
     `LinearSample.apply(input, grid, padding_mode, align_corners)`; call it through
     `sample`, which checks its input. `input` is (B, C, *spatial) with d = 1, 2 or 3
-    spatial axes, `grid` is (B, *out, d) in normalised coordinates, last axis (x[, y[,
-    z]]), mapping each target point to the source point it reads. Returns (B, C, *out).
-    `padding_mode` is "zeros" or "border". At integer pixel coordinates the grid
-    gradient is the right-sided slope (floor convention, as in `F.grid_sample`). Not
-    twice differentiable."""
+    spatial axes, `grid` is (B, *out, d) in normalised coordinates, last axis
+    (x[, y[, z]]), mapping each target point to the source point it reads. Returns
+    (B, C, *out). `padding_mode` is "zeros" or "border". At integer pixel coordinates
+    the grid gradient is the right-sided slope (floor convention, as in
+    `F.grid_sample`). Not twice differentiable."""
 
     @staticmethod
     def forward(ctx, input, grid, padding_mode="zeros", align_corners=False):

@@ -30,8 +30,8 @@ def conv_net(in_shape: tuple, out_features: int, channels: tuple = (8, 16),
                          f"ints, got {in_shape!r}")
     if not channels: raise ValueError("conv_net: expected at least one convolution "
                                       "block, got channels=()")
-    conv, pool = (nn.Conv1d,
-                  nn.MaxPool1d) if len(in_shape) == 2 else (nn.Conv2d, nn.MaxPool2d)
+    one_d = len(in_shape) == 2
+    conv, pool = (nn.Conv1d, nn.MaxPool1d) if one_d else (nn.Conv2d, nn.MaxPool2d)
     layers, c, spatial = [], in_shape[0], list(in_shape[1:])
     for i, ch in enumerate(channels):
         spatial = [(s - kernel + 1) // 2 for s in spatial]

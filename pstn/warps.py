@@ -61,8 +61,8 @@ def _projective_apply(Hm: torch.Tensor, points: torch.Tensor,
 
 def projective_points(Hm: torch.Tensor, points: torch.Tensor,
                       eps: float = 1e-6) -> torch.Tensor:
-    """Map points (B, N, 2) by homographies `Hm` (B, 3, 3): (x, y) -> (x~/w, y~/w), (x~,
-    y~, w) = Hm (x, y, 1).
+    """Map points (B, N, 2) by homographies `Hm` (B, 3, 3): (x, y) -> (x~/w, y~/w),
+    (x~, y~, w) = Hm (x, y, 1).
 
     Points are normalised (x, y) coordinates; `Hm` should have h33 = 1 (see
     `projective_matrix`). For a warp, the points are target coordinates and the result
@@ -79,10 +79,10 @@ def projective_grid(Hm: torch.Tensor, size, align_corners: bool = False,
     """Sampling grid (B, H, W, 2) of the homographies `Hm` (B, 3, 3) for an output of
     `size` = (H, W).
 
-    Each entry [b, i, j] is the normalised source point (x, y) that target pixel (row i,
-    column j) reads from, ready for `F.grid_sample` with the same `align_corners`
-    (default False). Raises ValueError if the denominator h31 x + h32 y + 1 is <= `eps`
-    at any grid point."""
+    Each entry [b, i, j] is the normalised source point (x, y) that target pixel
+    (row i, column j) reads from, ready for `F.grid_sample` with the same
+    `align_corners` (default False). Raises ValueError if the denominator
+    h31 x + h32 y + 1 is <= `eps` at any grid point."""
     sizes = expect_shape(Hm, ("B", 3, 3), "Hm")
     expect_finite(Hm, "Hm")
     H, W = _expect_size(size)
@@ -128,8 +128,8 @@ def projective_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor
 
 # %% ../nbs/03_warps.ipynb #cc02c708
 def tps_kernel(r2: torch.Tensor) -> torch.Tensor:
-    """Thin-plate-spline radial kernel U as a function of the squared distance: U = r2 *
-    log(r2), U(0) = 0.
+    """Thin-plate-spline radial kernel U as a function of the squared distance:
+    U = r2 * log(r2), U(0) = 0.
 
     Safe at r2 = 0 in value and in gradient (both 0 there, no nan)."""
     tiny = torch.finfo(r2.dtype).tiny
@@ -141,9 +141,9 @@ def tps_control_points(n: int = 4, dtype=None, device=None) -> torch.Tensor:
     """Regular n x n grid of TPS control points over [-1, 1]^2 -> (n*n, 2), normalised
     (x, y).
 
-    Ordered like pixels: row by row (y from -1 down to 1), x fastest, so `.view(n, n,
-    2)[i, j]` is row i, column j. The STN paper's TPS transformer uses n = 4 (16
-    points)."""
+    Ordered like pixels: row by row (y from -1 down to 1), x fastest, so
+    `.view(n, n, 2)[i, j]` is row i, column j. The STN paper's TPS transformer uses
+    n = 4 (16 points)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 2:
         raise ValueError("n: expected an integer >= 2 (control points per side), got "
                          f"{n!r}")
@@ -199,8 +199,8 @@ def _tps_system(control_points: torch.Tensor) -> torch.Tensor:
 
 def tps_coefficients(control_points: torch.Tensor,
                      targets: torch.Tensor) -> torch.Tensor:
-    """Thin-plate-spline coefficients (B, K+3, 2) = [w; a] interpolating `targets` (B,
-    K, 2) at `control_points` (K, 2).
+    """Thin-plate-spline coefficients (B, K+3, 2) = [w; a] interpolating `targets`
+    (B, K, 2) at `control_points` (K, 2).
 
     Column j holds the spline of output coordinate j (x, then y): weights w_1..w_K, then
     a0, a1 (of x), a2 (of y). Solves [[Kmat, P], [P^T, 0]] [w; a] = [targets; 0] with
