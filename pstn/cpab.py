@@ -13,6 +13,7 @@ from torch import Tensor
 from .conventions import expect_shape, expect_finite
 
 # %% ../nbs/04_cpab.ipynb #119bcb15
+#| code-fold: true
 def _check_nc(nc) -> int:
     "Return `nc` as an int, or raise ValueError unless it is a positive integer."
     if isinstance(nc, bool) or not hasattr(nc, "__index__") or nc.__index__() < 1:
@@ -21,26 +22,32 @@ def _check_nc(nc) -> int:
 
 
 def cell_boundaries(nc: int, dtype=torch.float64, device=None) -> Tensor:
-    "The `nc + 1` cell boundaries `k / nc`, k = 0..nc, of the tessellation of [0, 1] into `nc` equal cells."
+    """The `nc + 1` cell boundaries `k / nc`, k = 0..nc, of the tessellation of [0, 1]
+    into `nc` equal cells."""
     nc = _check_nc(nc)
     return torch.arange(nc + 1, dtype=dtype, device=device) / nc
 
 
 def cell_index(x: Tensor, nc: int) -> Tensor:
-    """Cell of each point of `x` (any shape) as a long tensor of the same shape, in 0..nc-1.
+    """Cell of each point of `x` (any shape) as a long tensor of the same shape, in
+    0..nc-1.
 
-    Cell c is [c/nc, (c+1)/nc); the last cell also holds 1. Points left of 0 belong to cell 0 and points right
-    of 1 to cell nc-1: the two outer cells extend to infinity."""
+    Cell c is [c/nc, (c+1)/nc); the last cell also holds 1. Points left of 0 belong to
+    cell 0 and points right of 1 to cell nc-1: the two outer cells extend to
+    infinity."""
     nc = _check_nc(nc)
     return torch.floor(x * nc).long().clamp(0, nc - 1)
 
 # %% ../nbs/04_cpab.ipynb #00d779a2
-def constraint_matrix(nc: int, zero_boundary: bool = True, volume_preservation: bool = False) -> Tensor:
-    """The constraint matrix L (float64, shape (m, 2 nc)): a field A = (a_0, b_0, ..., a_{nc-1}, b_{nc-1}) is
-    allowed exactly when L @ A = 0.
+#| code-fold: true
+def constraint_matrix(nc: int, zero_boundary: bool = True,
+                      volume_preservation: bool = False) -> Tensor:
+    """The constraint matrix L (float64, shape (m, 2 nc)): a field A = (a_0, b_0, ...,
+    a_{nc-1}, b_{nc-1}) is allowed exactly when L @ A = 0.
 
-    Rows: continuity at the nc - 1 interior boundaries k / nc; with `zero_boundary`, v(0) = 0 and v(1) = 0;
-    with `volume_preservation`, a_c = 0 for every cell (trace zero in 1-D)."""
+    Rows: continuity at the nc - 1 interior boundaries k / nc; with `zero_boundary`,
+    v(0) = 0 and v(1) = 0; with `volume_preservation`, a_c = 0 for every cell (trace
+    zero in 1-D)."""
     nc = _check_nc(nc)
     rows = []
     for k in range(1, nc):
@@ -48,8 +55,11 @@ def constraint_matrix(nc: int, zero_boundary: bool = True, volume_preservation: 
         r[2 * k - 2], r[2 * k - 1], r[2 * k], r[2 * k + 1] = k / nc, 1.0, -k / nc, -1.0
         rows.append(r)
     if zero_boundary:
-        r = torch.zeros(2 * nc, dtype=torch.float64); r[1] = 1.0; rows.append(r)                       # b_0 = 0
-        r = torch.zeros(2 * nc, dtype=torch.float64); r[2 * nc - 2] = r[2 * nc - 1] = 1.0; rows.append(r)  # a + b = 0
+        # b_0 = 0
+        r = torch.zeros(2 * nc, dtype=torch.float64); r[1] = 1.0; rows.append(r)
+        # a + b = 0
+        r = torch.zeros(2 * nc, dtype=torch.float64)
+        r[2 * nc - 2] = r[2 * nc - 1] = 1.0; rows.append(r)
     if volume_preservation:
         for c in range(nc):
             r = torch.zeros(2 * nc, dtype=torch.float64); r[2 * c] = 1.0; rows.append(r)
@@ -59,17 +69,20 @@ def constraint_matrix(nc: int, zero_boundary: bool = True, volume_preservation: 
 def cpa_velocity(x: Tensor, A: Tensor) -> Tensor:
     """Velocity v^A(x) = a_c x + b_c of the piecewise-affine field A at the points x.
 
-    `x`: (B, N) points on the line (outer cells extend to infinity, see `cell_index`); `A`: (B, 2 nc) ordered
-    (a_0, b_0, a_1, b_1, ...). Returns (B, N), differentiable in both."""
+    `x`: (B, N) points on the line (outer cells extend to infinity, see `cell_index`);
+    `A`: (B, 2 nc) ordered (a_0, b_0, a_1, b_1, ...). Returns (B, N), differentiable in
+    both."""
     nc = A.shape[-1] // 2
     c = cell_index(x, nc)
     return A[:, 0::2].gather(1, c) * x + A[:, 1::2].gather(1, c)
 
 # %% ../nbs/04_cpab.ipynb #3246e44b
 def null_space(L: Tensor, rtol: float = 1e-10) -> Tensor:
-    """Orthonormal basis of the null space of `L` (m, n), as the columns of a float64 (n, D) tensor.
+    """Orthonormal basis of the null space of `L` (m, n), as the columns of a float64
+    (n, D) tensor.
 
-    Computed with a float64 SVD; singular values below `rtol` times the largest count as zero."""
+    Computed with a float64 SVD; singular values below `rtol` times the largest count as
+    zero."""
     n = L.shape[1]
     if L.shape[0] == 0: return torch.eye(n, dtype=torch.float64)
     _, S, Vh = torch.linalg.svd(L.to(torch.float64), full_matrices=True)
@@ -77,19 +90,26 @@ def null_space(L: Tensor, rtol: float = 1e-10) -> Tensor:
     return Vh[rank:].T.contiguous()
 
 # %% ../nbs/04_cpab.ipynb #f92756a6
-def cell_covariance(nc: int, length_scale: float = 0.1, output_variance: float = 1.0) -> Tensor:
-    """Covariance Sigma_A (float64, (2 nc, 2 nc)) of A = (a_0, b_0, a_1, b_1, ...) under the prior: a squared-
-    exponential kernel `output_variance * exp(-(m_c - m_c')^2 / (2 length_scale^2))` over the cell centres
-    m_c = (c + 1/2) / nc, applied to the slopes a_c and to the offsets b_c separately (independent kinds)."""
+#| code-fold: true
+def cell_covariance(nc: int, length_scale: float = 0.1,
+                    output_variance: float = 1.0) -> Tensor:
+    """Covariance Sigma_A (float64, (2 nc, 2 nc)) of A = (a_0, b_0, a_1, b_1, ...) under
+    the prior: a squared-exponential kernel
+    `output_variance * exp(-(m_c - m_c')^2 / (2 length_scale^2))` over the cell centres
+    m_c = (c + 1/2) / nc, applied to the slopes a_c and to the offsets b_c separately
+    (independent kinds)."""
     nc = _check_nc(nc)
-    for name, val in (("length_scale", length_scale), ("output_variance", output_variance)):
+    for name, val in (("length_scale", length_scale),
+                      ("output_variance", output_variance)):
         if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
             raise ValueError(f"{name}: expected a positive finite number, got {val!r}")
     m = (torch.arange(nc, dtype=torch.float64) + 0.5) / nc
-    K = output_variance * torch.exp(-(m[:, None] - m[None, :]) ** 2 / (2 * length_scale ** 2))
+    K = output_variance * torch.exp(-(m[:, None] - m[None, :]) ** 2
+                                    / (2 * length_scale ** 2))
     return torch.kron(K, torch.eye(2, dtype=torch.float64))
 
 # %% ../nbs/04_cpab.ipynb #8328137f
+#| code-fold: true
 def _phi(z: Tensor) -> Tensor:
     "phi(z) = (e^z - 1) / z, with phi(0) = 1."
     small = z.abs() < 1e-8
@@ -105,7 +125,8 @@ def _g(z: Tensor) -> Tensor:
 
 
 def _chi(z: Tensor) -> Tensor:
-    "chi(z) = (z e^z - e^z + 1) / z^2 = d phi / dz, with chi(0) = 1/2 (series below |z| = 1e-3)."
+    """chi(z) = (z e^z - e^z + 1) / z^2 = d phi / dz, with chi(0) = 1/2 (series below
+    |z| = 1e-3)."""
     small = z.abs() < 1e-3
     zs = torch.where(small, torch.ones_like(z), z)
     return torch.where(small, 0.5 + z / 3 + z ** 2 / 8 + z ** 3 / 30,
@@ -113,7 +134,8 @@ def _chi(z: Tensor) -> Tensor:
 
 
 def _kappa(z: Tensor) -> Tensor:
-    "kappa(z) = (z / (1 + z) - log(1 + z)) / z^2 for z > -1, with kappa(0) = -1/2 (series below |z| = 1e-3)."
+    """kappa(z) = (z / (1 + z) - log(1 + z)) / z^2 for z > -1, with kappa(0) = -1/2
+    (series below |z| = 1e-3)."""
     small = z.abs() < 1e-3
     zs = torch.where(small, torch.ones_like(z), z)
     return torch.where(small, -0.5 + 2 * z / 3 - 3 * z ** 2 / 4 + 4 * z ** 3 / 5,
@@ -125,40 +147,48 @@ def _psi(x: Tensor, a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return x + (a * x + b) * t * _phi(a * t)
 
 # %% ../nbs/04_cpab.ipynb #5d21f5a2
+#| code-fold: true
 def _flow(x: Tensor, A: Tensor, t: float, record: bool = False):
     """Exact CPA flow. `x` (B, N) and `A` (B, 2 nc) in float64, time `t >= 0`.
 
-    Returns `xT` (B, N) and the state `(k, xc, tau, crossings)`, flattened over the B * N points: index of the
-    final cell in the flattened (B * nc) per-cell arrays, entry point into it, remaining time spent there, and
-    (if `record`) a list, one entry per iteration, of (points that crossed, their cell's flat index, dt/da, dt/db)."""
+    Returns `xT` (B, N) and the state `(k, xc, tau, crossings)`, flattened over the B *
+    N points: index of the final cell in the flattened (B * nc) per-cell arrays, entry
+    point into it, remaining time spent there, and (if `record`) a list, one entry per
+    iteration, of (points that crossed, their cell's flat index, dt/da, dt/db)."""
     B, N = x.shape
     nc = A.shape[1] // 2
-    a_all, b_all = A[:, 0::2].reshape(-1), A[:, 1::2].reshape(-1)          # cell c of row r at r * nc + c
+    # cell c of row r at r * nc + c
+    a_all, b_all = A[:, 0::2].reshape(-1), A[:, 1::2].reshape(-1)
     row = torch.arange(B, device=x.device).repeat_interleave(N) * nc
     c = cell_index(x.reshape(-1), nc)
-    xc, tau = x.reshape(-1).clone(), torch.full((B * N,), float(t), dtype=x.dtype, device=x.device)
-    idx = torch.arange(B * N, device=x.device)                              # points that may still cross
+    xc = x.reshape(-1).clone()
+    tau = torch.full((B * N,), float(t), dtype=x.dtype, device=x.device)
+    idx = torch.arange(B * N, device=x.device)  # points that may still cross
     crossings = []
-    for _ in range(nc + 1):                              # at most nc - 1 crossings; one spare iteration
+    for _ in range(nc + 1):  # at most nc - 1 crossings; one spare iteration
         if idx.numel() == 0: break
         ci, xi, ti = c[idx], xc[idx], tau[idx]
         k = row[idx] + ci
         a, b = a_all[k], b_all[k]
         v = a * xi + b
         right = v > 0
-        xb = torch.where(right, ci + 1, ci).to(x.dtype) / nc                # boundary in the direction of motion
-        outward = torch.where(right, ci == nc - 1, ci == 0)                 # outer cells extend to infinity
+        # boundary in the direction of motion
+        xb = torch.where(right, ci + 1, ci).to(x.dtype) / nc
+        # outer cells extend to infinity
+        outward = torch.where(right, ci == nc - 1, ci == 0)
         vs = torch.where(v == 0, torch.ones_like(v), v)
         d = xb - xi
         z = a * d / vs
-        hit = (v != 0) & ~outward & (z > -1)                               # z <= -1: v changes sign before xb
+        hit = (v != 0) & ~outward & (z > -1)  # z <= -1: v changes sign before xb
         z = torch.where(hit, z, torch.zeros_like(z))
         t_hit = d / vs * _g(z)
         cross = hit & (t_hit < ti)
-        idx, z, vs, d, xi, right = idx[cross], z[cross], vs[cross], d[cross], xi[cross], right[cross]
+        idx, z, vs, d, xi, right = (v[cross] for v in (idx, z, vs, d, xi, right))
         if record:
-            ve = vs * (1 + z)                                               # v at the exit boundary
-            crossings.append((idx, k[cross], (d / vs) ** 2 * _kappa(z) - xi * d / (ve * vs), -d / (ve * vs)))
+            ve = vs * (1 + z)  # v at the exit boundary
+            crossings.append((idx, k[cross],
+                              (d / vs) ** 2 * _kappa(z) - xi * d / (ve * vs),
+                              -d / (ve * vs)))
         xc[idx] = xb[cross]
         tau[idx] = ti[cross] - t_hit[cross]
         c[idx] = ci[cross] + torch.where(right, 1, -1)
@@ -167,6 +197,7 @@ def _flow(x: Tensor, A: Tensor, t: float, record: bool = False):
     return xT.view(B, N), (k, xc, tau, crossings)
 
 # %% ../nbs/04_cpab.ipynb #12e0fae9
+#| code-fold: true
 class _CPAFlow(torch.autograd.Function):
     "Exact 1-D CPA flow with the analytic backward (float64 tensors in and out)."
 
@@ -187,16 +218,18 @@ class _CPAFlow(torch.autograd.Function):
         gA = None
         if ctx.needs_input_grad[1]:
             z = a * tau
-            ga = torch.zeros_like(a_all).index_add_(0, k, g * (tau * torch.exp(z) * xc + b * tau ** 2 * _chi(z)))
+            dpsi_da = tau * torch.exp(z) * xc + b * tau ** 2 * _chi(z)
+            ga = torch.zeros_like(a_all).index_add_(0, k, g * dpsi_da)
             gb = torch.zeros_like(b_all).index_add_(0, k, g * tau * _phi(z))
-            w = -g * (a * xT + b)                                           # -dL/dxT * v_last(xT)
+            w = -g * (a * xT + b)  # -dL/dxT * v_last(xT)
             for ids, kc, dt_da, dt_db in ctx.crossings:
                 ga.index_add_(0, kc, w[ids] * dt_da)
                 gb.index_add_(0, kc, w[ids] * dt_db)
             gA = torch.stack([ga.view(B, nc), gb.view(B, nc)], 2).reshape(B, 2 * nc)
         gx = None
         if ctx.needs_input_grad[0]:
-            k0 = torch.arange(B, device=x.device).repeat_interleave(x.shape[1]) * nc + cell_index(x.reshape(-1), nc)
+            rows = torch.arange(B, device=x.device).repeat_interleave(x.shape[1]) * nc
+            k0 = rows + cell_index(x.reshape(-1), nc)
             x0 = x.reshape(-1)
             a0 = a_all[k0]
             v0 = a0 * x0 + b_all[k0]
@@ -207,55 +240,70 @@ class _CPAFlow(torch.autograd.Function):
 
 
 def integrate(x: Tensor, A: Tensor, t: float = 1.0) -> Tensor:
-    """Transform the points `x` (B, N) by the exact flow, for time `t`, of the CPA velocity field `A` (B, 2 nc).
+    """Transform the points `x` (B, N) by the exact flow, for time `t`, of the CPA
+    velocity field `A` (B, 2 nc).
 
-    The domain [0, 1] is split into nc = A.shape[1] // 2 equal cells; A is ordered (a_0, b_0, a_1, b_1, ...).
-    Points outside [0, 1] follow the field extended by the two outer cells. Negative `t` flows backwards (the
-    inverse map). Computed in float64; returns the promoted dtype of `x` and `A`. Differentiable in `A` and `x`
+    The domain [0, 1] is split into nc = A.shape[1] // 2 equal cells; A is ordered
+    (a_0, b_0, a_1, b_1, ...). Points outside [0, 1] follow the field extended by the
+    two outer cells. Negative `t` flows backwards (the inverse map). Computed in
+    float64; returns the promoted dtype of `x` and `A`. Differentiable in `A` and `x`
     through an analytic backward (first order only)."""
     sizes = expect_shape(A, ("B", None), "A")
     expect_shape(x, ("B", "N"), "x", sizes={"B": sizes["B"]})
     if A.shape[1] < 2 or A.shape[1] % 2:
-        raise ValueError(f"A: expected (B, 2 nc) with nc >= 1 cells, got shape {tuple(A.shape)}")
+        raise ValueError("A: expected (B, 2 nc) with nc >= 1 cells, got shape "
+                         f"{tuple(A.shape)}")
     expect_finite(A, "A"); expect_finite(x, "x")
     if not (isinstance(t, (int, float)) and math.isfinite(t)):
-        raise ValueError(f"t: expected a finite number (the integration time), got {t!r}")
+        raise ValueError("t: expected a finite number (the integration time), got "
+                         f"{t!r}")
     dtype = torch.promote_types(x.dtype, A.dtype)
-    if t < 0: A, t = -A, -t                        # flowing back for |t| = flowing along -v for |t|
+    if t < 0: A, t = -A, -t  # flowing back for |t| = flowing along -v for |t|
     return _CPAFlow.apply(x.double(), A.double(), float(t)).to(dtype)
 
 # %% ../nbs/04_cpab.ipynb #8d759be9
+#| code-fold: true
 def check_theta_dim(theta: Tensor, dim: int, space) -> None:
-    "Raise `ValueError` unless `theta` is a finite (B, dim) tensor; the message names the basis dimension of `space`."
+    """Raise `ValueError` unless `theta` is a finite (B, dim) tensor; the message names
+    the basis dimension of `space`."""
     if isinstance(theta, Tensor) and theta.ndim == 2 and theta.shape[1] != dim:
-        raise ValueError(f"theta: expected shape (B, {dim}) (dimension D = {dim} for {space!r}), "
+        raise ValueError(f"theta: expected shape (B, {dim}) (dimension D = {dim} for "
+                         f"{space!r}), "
                          f"got shape {tuple(theta.shape)}")
     expect_shape(theta, ("B", dim), "theta")
     expect_finite(theta, "theta")
 
 
 class CPAB1D:
-    """Continuous piecewise-affine (CPA) velocity fields on [0, 1] and the diffeomorphisms they integrate to.
+    """Continuous piecewise-affine (CPA) velocity fields on [0, 1] and the
+    diffeomorphisms they integrate to.
 
-    `nc` equal cells; `zero_boundary` adds v(0) = v(1) = 0 (then [0, 1] maps onto itself); `volume_preservation`
-    adds a_c = 0 (in 1-D this leaves a constant velocity, a translation). Attributes: `nc`, `basis` (float64,
-    (2 nc, D), orthonormal columns spanning the allowed fields A = basis @ theta), `dim` (D)."""
+    `nc` equal cells; `zero_boundary` adds v(0) = v(1) = 0 (then [0, 1] maps onto
+    itself); `volume_preservation` adds a_c = 0 (in 1-D this leaves a constant velocity,
+    a translation). Attributes: `nc`, `basis` (float64, (2 nc, D), orthonormal columns
+    spanning the allowed fields A = basis @ theta), `dim` (D)."""
 
-    def __init__(self, nc: int, zero_boundary: bool = True, volume_preservation: bool = False):
+    def __init__(self, nc: int, zero_boundary: bool = True,
+                 volume_preservation: bool = False):
         self.nc = _check_nc(nc)
-        self.zero_boundary, self.volume_preservation = bool(zero_boundary), bool(volume_preservation)
-        self.basis = null_space(constraint_matrix(self.nc, self.zero_boundary, self.volume_preservation))
+        self.zero_boundary = bool(zero_boundary)
+        self.volume_preservation = bool(volume_preservation)
+        self.basis = null_space(constraint_matrix(self.nc, self.zero_boundary,
+                                                  self.volume_preservation))
         self.dim = self.basis.shape[1]
         if self.dim == 0:
-            raise ValueError(f"CPAB1D(nc={self.nc}, zero_boundary={self.zero_boundary}, volume_preservation="
-                             f"{self.volume_preservation}): expected constraints that leave a non-zero velocity, "
+            raise ValueError(f"CPAB1D(nc={self.nc}, "
+                             f"zero_boundary={self.zero_boundary}, volume_preservation="
+                             f"{self.volume_preservation}): expected constraints that "
+                             "leave a non-zero velocity, "
                              "got dimension 0 (only v = 0 is allowed)")
 
     def __repr__(self):
         return (f"CPAB1D(nc={self.nc}, zero_boundary={self.zero_boundary}, "
                 f"volume_preservation={self.volume_preservation}, dim={self.dim})")
 
-    def _check_theta(self, theta: Tensor) -> None: check_theta_dim(theta, self.dim, self)
+    def _check_theta(self, theta: Tensor) -> None:
+        check_theta_dim(theta, self.dim, self)
 
     def _points(self, x: Tensor, theta: Tensor) -> Tensor:
         "Check x, (N,) or (B, N), and return it as (B, N)."
@@ -265,21 +313,25 @@ class CPAB1D:
         return x
 
     def field(self, theta: Tensor) -> Tensor:
-        "The per-cell parameters A = theta @ basis.T, shape (B, 2 nc), ordered (a_0, b_0, a_1, b_1, ...)."
+        """The per-cell parameters A = theta @ basis.T, shape (B, 2 nc), ordered
+        (a_0, b_0, a_1, b_1, ...)."""
         self._check_theta(theta)
         return theta @ self.basis.to(theta.device, theta.dtype).T
 
     def velocity(self, x: Tensor, theta: Tensor) -> Tensor:
-        "Velocity v^theta(x), shape (B, N), at points x (B, N) or (N,) of [0, 1] (outer cells extend beyond it)."
+        """Velocity v^theta(x), shape (B, N), at points x (B, N) or (N,) of [0, 1]
+        (outer cells extend beyond it)."""
         A = self.field(theta)
         return cpa_velocity(self._points(x, theta).to(A.dtype), A)
 
     def transform(self, x: Tensor, theta: Tensor, t: float = 1.0) -> Tensor:
-        """T^theta(x): flow the points x, (B, N) or (N,) in [0, 1], along v^theta for time t; returns (B, N).
+        """T^theta(x): flow the points x, (B, N) or (N,) in [0, 1], along v^theta for
+        time t; returns (B, N).
 
-        Exact (closed form per cell), differentiable in theta and x. Points outside [0, 1] follow the field
-        extended by the outer cells (with zero boundary they stay outside). T^{-theta} is the inverse. With zero
-        boundary, results for points starting in [0, 1] are clamped to [0, 1] (removes ~1e-15 round-off)."""
+        Exact (closed form per cell), differentiable in theta and x. Points outside
+        [0, 1] follow the field extended by the outer cells (with zero boundary they
+        stay outside). T^{-theta} is the inverse. With zero boundary, results for points
+        starting in [0, 1] are clamped to [0, 1] (removes ~1e-15 round-off)."""
         A = self.field(theta)
         x = self._points(x, theta)
         y = integrate(x, A, t)
@@ -287,17 +339,23 @@ class CPAB1D:
             y = torch.where((x >= 0) & (x <= 1), y.clamp(0, 1), y)
         return y
 
-    def prior_covariance(self, length_scale: float = 0.1, output_variance: float = 1.0) -> Tensor:
-        "Sigma_theta = basis.T @ Sigma_A @ basis (float64, (D, D)); Sigma_A from `cell_covariance`."
-        S = self.basis.T @ cell_covariance(self.nc, length_scale, output_variance) @ self.basis
+    def prior_covariance(self, length_scale: float = 0.1,
+                         output_variance: float = 1.0) -> Tensor:
+        """Sigma_theta = basis.T @ Sigma_A @ basis (float64, (D, D)); Sigma_A from
+        `cell_covariance`."""
+        S = self.basis.T @ cell_covariance(self.nc, length_scale,
+                                           output_variance) @ self.basis
         return (S + S.T) / 2
 
-    def sample_prior(self, n: int, length_scale: float = 0.1, output_variance: float = 1.0,
+    def sample_prior(self, n: int, length_scale: float = 0.1,
+                     output_variance: float = 1.0,
                      generator: torch.Generator | None = None) -> Tensor:
-        """`n` draws of theta ~ N(0, Sigma_theta), shape (n, D), float64. Uses the eigendecomposition of
-        Sigma_theta with eigenvalues clamped at 0 (never fails, unlike a Cholesky factorisation)."""
+        """`n` draws of theta ~ N(0, Sigma_theta), shape (n, D), float64. Uses the
+        eigendecomposition of Sigma_theta with eigenvalues clamped at 0 (never fails,
+        unlike a Cholesky factorisation)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected a positive integer number of samples, got {n!r}")
+            raise ValueError("n: expected a positive integer number of samples, got "
+                             f"{n!r}")
         lam, V = torch.linalg.eigh(self.prior_covariance(length_scale, output_variance))
         root = V * lam.clamp(min=0).sqrt()
         z = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)

@@ -13,44 +13,53 @@ from .conventions import expect_shape, expect_finite
 from .cpab import null_space, check_theta_dim
 
 # %% ../nbs/04b_cpab2d.ipynb #9da9f85c
-_DIRS = ((0, -1), (1, 0), (0, 1), (-1, 0))          # outward direction of triangle k, k = 0..3
+#| code-fold: true
+_DIRS = ((0, -1), (1, 0), (0, 1), (-1, 0))  # outward direction of triangle k, k = 0..3
 
 
 def _check_tess(tess) -> tuple[int, int]:
-    "Return `tess` as (nx, ny), or raise ValueError unless it is a pair of positive integers."
+    """Return `tess` as (nx, ny), or raise ValueError unless it is a pair of positive
+    integers."""
     ok = isinstance(tess, (tuple, list)) and len(tess) == 2 and all(
-        not isinstance(n, bool) and hasattr(n, "__index__") and n.__index__() >= 1 for n in tess)
+        not isinstance(n, bool) and hasattr(n, "__index__")
+        and n.__index__() >= 1 for n in tess)
     if not ok:
-        raise ValueError(f"tess: expected a pair (nx, ny) of positive integers, got {tess!r}")
+        raise ValueError("tess: expected a pair (nx, ny) of positive integers, got "
+                         f"{tess!r}")
     return tess[0].__index__(), tess[1].__index__()
 
 
 def triangle_vertices(tess: tuple[int, int]) -> Tensor:
-    """Vertices of the 4 nx ny triangles, float64 of shape (nc, 3, 2), points ordered (x, y) in [0, 1]^2.
+    """Vertices of the 4 nx ny triangles, float64 of shape (nc, 3, 2), points ordered
+    (x, y) in [0, 1]^2.
 
-    Triangle c = 4 (nx j + i) + k of rectangle (i, j) lists the rectangle's centre, then its two corners on
-    side k (k = 0: low y, 1: high x, 2: high y, 3: low x), counter-clockwise."""
+    Triangle c = 4 (nx j + i) + k of rectangle (i, j) lists the rectangle's centre, then
+    its two corners on side k (k = 0: low y, 1: high x, 2: high y, 3: low x),
+    counter-clockwise."""
     nx, ny = _check_tess(tess)
     out = torch.empty(4 * nx * ny, 3, 2, dtype=torch.float64)
     for j in range(ny):
         for i in range(nx):
             cx, cy = (i + 0.5) / nx, (j + 0.5) / ny
             for k, (dx, dy) in enumerate(_DIRS):
-                px, py = -dy, dx                                      # direction turned by +90 degrees
+                px, py = -dy, dx  # direction turned by +90 degrees
                 a = (cx + 0.5 * (dx - px) / nx, cy + 0.5 * (dy - py) / ny)
                 b = (cx + 0.5 * (dx + px) / nx, cy + 0.5 * (dy + py) / ny)
-                out[4 * (j * nx + i) + k] = torch.tensor([[cx, cy], a, b], dtype=torch.float64)
+                out[4 * (j * nx + i) + k] = torch.tensor([[cx, cy], a, b],
+                                                         dtype=torch.float64)
     return out
 
 
 def _locate_f(x: Tensor, y: Tensor, nx: int, ny: int) -> Tensor:
-    "Cell index of the points (x, y) as a float tensor of exact small integers (no gradient); see `triangle_index`."
+    """Cell index of the points (x, y) as a float tensor of exact small integers (no
+    gradient); see `triangle_index`."""
     X, Y = x.detach() * nx, y.detach() * ny
     i, j = X.floor().clamp_(0, nx - 1), Y.floor().clamp_(0, ny - 1)
     u, w = X.sub_(i).sub_(0.5), Y.sub_(j).sub_(0.5)
     vert = w.abs().sub_(u.abs()).sign_().clamp_(min=0)              # 1: triangle 0 or 2
     kh = u.sign_().clamp_(min=0).mul_(-2).add_(3)                    # 1 if u > 0 else 3
-    k = w.sign_().add_(1).clamp_(max=1).mul_(2).sub_(kh).mul_(vert).add_(kh)   # 0 or 2 by the sign of w
+    # 0 or 2 by the sign of w
+    k = w.sign_().add_(1).clamp_(max=1).mul_(2).sub_(kh).mul_(vert).add_(kh)
     return j.mul_(nx).add_(i).mul_(4).add_(k)
 
 
@@ -60,21 +69,26 @@ def _locate(x: Tensor, y: Tensor, nx: int, ny: int) -> Tensor:
 
 
 def triangle_index(points: Tensor, tess: tuple[int, int]) -> Tensor:
-    """Cell index c = 4 (nx j + i) + k of each point, long tensor of shape `points.shape[:-1]`.
+    """Cell index c = 4 (nx j + i) + k of each point, long tensor of shape
+    `points.shape[:-1]`.
 
-    `points` (..., 2) ordered (x, y) in [0, 1]^2. Points outside the square go to the cell of the clamped
-    rectangle chosen by the same diagonal rule (the border cells extend outward)."""
+    `points` (..., 2) ordered (x, y) in [0, 1]^2. Points outside the square go to the
+    cell of the clamped rectangle chosen by the same diagonal rule (the border cells
+    extend outward)."""
     nx, ny = _check_tess(tess)
     if not isinstance(points, Tensor) or points.ndim < 1 or points.shape[-1] != 2:
-        raise ValueError(f"points: expected a tensor of shape (..., 2), got {getattr(points, 'shape', type(points))}")
+        raise ValueError("points: expected a tensor of shape (..., 2), got "
+                         f"{getattr(points, 'shape', type(points))}")
     return _locate(points[..., 0], points[..., 1], nx, ny)
 
 # %% ../nbs/04b_cpab2d.ipynb #94e81ed7
+#| code-fold: true
 def _edges(tess) -> tuple[list, list]:
-    """Shared edges [(c, c', q1, q2)] and border edges [(c, q1, q2)] of the triangulation (float64 tuples).
+    """Shared edges [(c, c', q1, q2)] and border edges [(c, q1, q2)] of the
+    triangulation (float64 tuples).
 
-    Two triangles share an edge when they share two vertices; vertices are matched on the integer lattice of
-    half-cells, so no floating-point comparison is involved."""
+    Two triangles share an edge when they share two vertices; vertices are matched on
+    the integer lattice of half-cells, so no floating-point comparison is involved."""
     nx, ny = _check_tess(tess)
     V = triangle_vertices(tess)
     scale = torch.tensor([2 * nx, 2 * ny], dtype=torch.float64)
@@ -84,18 +98,20 @@ def _edges(tess) -> tuple[list, list]:
         for a, b in ((0, 1), (1, 2), (2, 0)):
             e = tuple(sorted((tuple(keys[c][a]), tuple(keys[c][b]))))
             by_edge.setdefault(e, []).append((c, V[c, a].tolist(), V[c, b].tolist()))
-    shared = [(l[0][0], l[1][0], l[0][1], l[0][2]) for l in by_edge.values() if len(l) == 2]
+    shared = [(l[0][0], l[1][0], l[0][1], l[0][2])
+              for l in by_edge.values() if len(l) == 2]
     border = [l[0] for l in by_edge.values() if len(l) == 1]
     return shared, border
 
 
 def constraint_matrix_2d(tess: tuple[int, int], zero_boundary: bool = True,
                          volume_preservation: bool = False) -> Tensor:
-    """Constraint matrix L (float64, (m, 6 nc)): the field A (6 nc,), A_c flattened row by row, is allowed
-    exactly when L @ A = 0.
+    """Constraint matrix L (float64, (m, 6 nc)): the field A (6 nc,), A_c flattened row
+    by row, is allowed exactly when L @ A = 0.
 
-    Rows: continuity at both endpoints of every shared edge (2 components each); with `zero_boundary`, the
-    normal velocity at both endpoints of every border edge; with `volume_preservation`, trace(A_c) = 0."""
+    Rows: continuity at both endpoints of every shared edge (2 components each); with
+    `zero_boundary`, the normal velocity at both endpoints of every border edge; with
+    `volume_preservation`, trace(A_c) = 0."""
     nx, ny = _check_tess(tess)
     nc = 4 * nx * ny
     shared, border = _edges(tess)
@@ -104,27 +120,32 @@ def constraint_matrix_2d(tess: tuple[int, int], zero_boundary: bool = True,
         for q in qs:
             for d in range(2):
                 r = torch.zeros(6 * nc, dtype=torch.float64)
-                r[6 * c + 3 * d: 6 * c + 3 * d + 3] = torch.tensor([q[0], q[1], 1.0], dtype=torch.float64)
-                r[6 * c2 + 3 * d: 6 * c2 + 3 * d + 3] = -torch.tensor([q[0], q[1], 1.0], dtype=torch.float64)
+                qh = torch.tensor([q[0], q[1], 1.0], dtype=torch.float64)
+                r[6 * c + 3 * d: 6 * c + 3 * d + 3] = qh
+                r[6 * c2 + 3 * d: 6 * c2 + 3 * d + 3] = -qh
                 rows.append(r)
     if zero_boundary:
         for c, q1, q2 in border:
-            d = 0 if q1[0] == q2[0] else 1                         # vertical edge: x-velocity is normal
+            d = 0 if q1[0] == q2[0] else 1  # vertical edge: x-velocity is normal
             for q in (q1, q2):
                 r = torch.zeros(6 * nc, dtype=torch.float64)
-                r[6 * c + 3 * d: 6 * c + 3 * d + 3] = torch.tensor([q[0], q[1], 1.0], dtype=torch.float64)
+                r[6 * c + 3 * d: 6 * c + 3 * d + 3] = torch.tensor([q[0], q[1], 1.0],
+                                                                   dtype=torch.float64)
                 rows.append(r)
     if volume_preservation:
         for c in range(nc):
-            r = torch.zeros(6 * nc, dtype=torch.float64); r[6 * c] = r[6 * c + 4] = 1.0; rows.append(r)
+            r = torch.zeros(6 * nc, dtype=torch.float64); r[6 * c] = r[6 * c + 4] = 1.0
+            rows.append(r)
     return torch.stack(rows) if rows else torch.zeros(0, 6 * nc, dtype=torch.float64)
 
 # %% ../nbs/04b_cpab2d.ipynb #2520fc62
+#| code-fold: true
 def _basis(nx: int, ny: int, zero_boundary: bool, volume_preservation: bool) -> Tensor:
-    """Orthonormal null-space basis (float64) of `constraint_matrix_2d`, by `null_space` (SVD).
+    """Orthonormal null-space basis (float64) of `constraint_matrix_2d`, by `null_space`
+    (SVD).
 
-    The SVD runs on one thread: for these small matrices threads gain nothing, and on a busy 2-core machine
-    the thread pool can slow it down a hundredfold."""
+    The SVD runs on one thread: for these small matrices more threads gain nothing, and
+    when the cores are shared a thread pool can slow it down a hundredfold."""
     L = constraint_matrix_2d((nx, ny), zero_boundary, volume_preservation)
     threads = torch.get_num_threads()
     try:
@@ -134,110 +155,140 @@ def _basis(nx: int, ny: int, zero_boundary: bool, volume_preservation: bool) -> 
         torch.set_num_threads(threads)
 
 # %% ../nbs/04b_cpab2d.ipynb #3b00507f
-def triangle_covariance(tess: tuple[int, int], length_scale: float = 0.1, output_variance: float = 1.0) -> Tensor:
-    """Prior covariance Sigma_A (float64, (6 nc, 6 nc)) of the per-cell parameters A (A_c row by row):
-    `output_variance * exp(-|m_c - m_c'|^2 / (2 length_scale^2))` over the triangle centroids m_c, for each of
-    the six entries of A_c separately (Sigma_A = K kron I_6)."""
-    for name, val in (("length_scale", length_scale), ("output_variance", output_variance)):
-        if isinstance(val, bool) or not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+#| code-fold: true
+def triangle_covariance(tess: tuple[int, int], length_scale: float = 0.1,
+                        output_variance: float = 1.0) -> Tensor:
+    """Prior covariance Sigma_A (float64, (6 nc, 6 nc)) of the per-cell parameters A
+    (A_c row by row): `output_variance * exp(-|m_c - m_c'|^2 / (2 length_scale^2))` over
+    the triangle centroids m_c, for each of the six entries of A_c separately (Sigma_A =
+    K kron I_6)."""
+    for name, val in (("length_scale", length_scale),
+                      ("output_variance", output_variance)):
+        if isinstance(val, bool) or not (isinstance(val, (int, float))
+                                         and math.isfinite(val) and val > 0):
             raise ValueError(f"{name}: expected a positive finite number, got {val!r}")
     m = triangle_vertices(tess).mean(1)
     K = output_variance * torch.exp(-torch.cdist(m, m) ** 2 / (2 * length_scale ** 2))
     return torch.kron(K, torch.eye(6, dtype=torch.float64))
 
 # %% ../nbs/04b_cpab2d.ipynb #442c3806
-_KT = 10                                             # Taylor degree of the per-step exponential
+#| code-fold: true
+_KT = 10  # Taylor degree of the per-step exponential
 
 
 def _half_planes(nx: int, ny: int) -> Tensor:
-    """Each cell as at most 5 half-planes n . p <= e: (nc, 5, 3) float64 rows (n_x, n_y, e).
+    """Each cell as at most 5 half-planes n . p <= e: (nc, 5, 3) float64 rows
+    (n_x, n_y, e).
 
-    Lines 0, 1: the two diagonals bounding the wedge of triangle k; 2: its own rectangle side; 3, 4: the two
-    rectangle sides perpendicular to it (redundant inside the square, they bound the outward extension of
-    border cells). Sides on the border of the square are switched off (0, 0, 1): border cells extend outward."""
+    Lines 0, 1: the two diagonals bounding the wedge of triangle k; 2: its own rectangle
+    side; 3, 4: the two rectangle sides perpendicular to it (redundant inside the
+    square, they bound the outward extension of border cells). Sides on the border of
+    the square are switched off (0, 0, 1): border cells extend outward."""
     H = torch.zeros(4 * nx * ny, 5, 3, dtype=torch.float64)
     for j in range(ny):
         for i in range(nx):
             for k, (dx, dy) in enumerate(_DIRS):
                 px, py = -dy, dx
-                lines = [(-dx + px, -dy + py, 0.0, True), (-dx - px, -dy - py, 0.0, True)]
+                lines = [(-dx + px, -dy + py, 0.0, True),
+                         (-dx - px, -dy - py, 0.0, True)]
                 for ax, ay in ((dx, dy), (px, py), (-px, -py)):
-                    on_border = (ax, ay) == (1, 0) and i == nx - 1 or (ax, ay) == (-1, 0) and i == 0 \
-                        or (ax, ay) == (0, 1) and j == ny - 1 or (ax, ay) == (0, -1) and j == 0
+                    on_border = ((ax, ay) == (1, 0) and i == nx - 1
+                                 or (ax, ay) == (-1, 0) and i == 0
+                                 or (ax, ay) == (0, 1) and j == ny - 1
+                                 or (ax, ay) == (0, -1) and j == 0)
                     lines.append((ax, ay, 0.5, not on_border))
-                for l, (al, be, ga, on) in enumerate(lines):        # al u + be w <= ga in rectangle units
+                # al u + be w <= ga in rectangle units
+                for l, (al, be, ga, on) in enumerate(lines):
                     H[4 * (j * nx + i) + k, l] = torch.tensor(
-                        [al * nx, be * ny, ga + al * (i + 0.5) + be * (j + 0.5)] if on else [0.0, 0.0, 1.0], dtype=torch.float64)
+                        [al * nx, be * ny, ga + al * (i + 0.5) + be * (j + 0.5)] if on
+                        else [0.0, 0.0, 1.0], dtype=torch.float64)
     return H
 
 
 def _neighbours(nx: int, ny: int) -> Tensor:
-    "(nc, 5) long: the cell on the other side of each line of `_half_planes` (-1 where the line is off)."
+    """(nc, 5) long: the cell on the other side of each line of `_half_planes` (-1 where
+    the line is off)."""
     T = torch.full((4 * nx * ny, 5), -1, dtype=torch.long)
     for j in range(ny):
         for i in range(nx):
             for k, (dx, dy) in enumerate(_DIRS):
                 c, px, py = 4 * (j * nx + i) + k, -dy, dx
-                T[c, 0], T[c, 1] = 4 * (j * nx + i) + (k + 1) % 4, 4 * (j * nx + i) + (k - 1) % 4
-                for l, (ax, ay, kk) in ((2, (dx, dy, (k + 2) % 4)), (3, (px, py, k)), (4, (-px, -py, k))):
-                    if 0 <= i + ax < nx and 0 <= j + ay < ny: T[c, l] = 4 * ((j + ay) * nx + i + ax) + kk
+                T[c, 0] = 4 * (j * nx + i) + (k + 1) % 4
+                T[c, 1] = 4 * (j * nx + i) + (k - 1) % 4
+                for l, (ax, ay, kk) in ((2, (dx, dy, (k + 2) % 4)), (3, (px, py, k)),
+                                        (4, (-px, -py, k))):
+                    if 0 <= i + ax < nx and 0 <= j + ay < ny:
+                        T[c, l] = 4 * ((j + ay) * nx + i + ax) + kk
     return T
 
 
 def _power_table(A: Tensor, h: float) -> Tensor:
-    "(R, KT+1, 6): top two rows of (h G)^k / k!, k = 0..KT, G the homogeneous generator of each row of A (R, 6)."
+    """(R, KT+1, 6): top two rows of (h G)^k / k!, k = 0..KT, G the homogeneous
+    generator of each row of A (R, 6)."""
     g = [h * a for a in A.unbind(1)]
     one, zero = torch.ones_like(g[0]), torch.zeros_like(g[0])
     P = [(one, zero, zero, zero, one, zero), tuple(g)]
     for k in range(2, _KT + 1):
         m11, m12, m13, m21, m22, m23 = P[-1]
         g11, g12, g13, g21, g22, g23 = g
-        P.append(((m11 * g11 + m12 * g21) / k, (m11 * g12 + m12 * g22) / k, (m11 * g13 + m12 * g23) / k,
-                  (m21 * g11 + m22 * g21) / k, (m21 * g12 + m22 * g22) / k, (m21 * g13 + m22 * g23) / k))
+        P.append(((m11 * g11 + m12 * g21) / k, (m11 * g12 + m12 * g22) / k,
+                  (m11 * g13 + m12 * g23) / k,
+                  (m21 * g11 + m22 * g21) / k, (m21 * g12 + m22 * g22) / k,
+                  (m21 * g13 + m22 * g23) / k))
     return torch.stack([torch.stack(m, 1) for m in P], 1)
 
 
 def _apply(m, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    "Affine map with entries m = (m11, m12, m13, m21, m22, m23) (six tensors, or rows of a (6, M) tensor) applied to (x, y)."
+    """Affine map with entries m = (m11, m12, m13, m21, m22, m23) (six tensors, or rows
+    of a (6, M) tensor) applied to (x, y)."""
     return (torch.addcmul(torch.addcmul(m[2], m[0], x), m[1], y),
             torch.addcmul(torch.addcmul(m[5], m[3], x), m[4], y))
 
 
 def _horner(Pg: tuple[Tensor, ...], sig: Tensor) -> Tensor:
-    "W(sig) = sum_k sig^k Pg[k], (6, M), by Horner's scheme; Pg: KT+1 tensors (6, M), sig (M,)."
+    """W(sig) = sum_k sig^k Pg[k], (6, M), by Horner's scheme; Pg: KT+1 tensors (6, M),
+    sig (M,)."""
     W = Pg[_KT]
     for k in range(_KT - 1, -1, -1):
         W = torch.addcmul(Pg[k], sig, W)
     return W
 
 
-def _partial(P: Tensor, gi: Tensor, sig: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    "Exact flow for time sig * h (sig in [0, 1]) in the cells gi (rows of the power table P) from (x, y)."
-    Pg = P.index_select(0, gi).view(-1, _KT + 1, 6).permute(1, 2, 0).contiguous().unbind(0)  # KT+1 x (6, M)
+def _partial(P: Tensor, gi: Tensor, sig: Tensor,
+             x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact flow for time sig * h (sig in [0, 1]) in the cells gi (rows of the power
+    table P) from (x, y)."""
+    Pg = P.index_select(0, gi).view(-1, _KT + 1, 6).permute(1, 2, 0)
+    Pg = Pg.contiguous().unbind(0)                                   # KT+1 x (6, M)
     return _apply(_horner(Pg, sig).unbind(0), x, y)
 
 
 def _step_table(A: Tensor, t: float, steps: int) -> tuple[int, float, Tensor]:
-    """Number of steps n (at least `steps`, and enough that ||h M_c||_inf <= 1/2 in every cell), step h = t / n and
-    the power table (B nc, KT+1, 6) of h A, for the CPA field A (B, nc, 2, 3)."""
+    """Number of steps n (at least `steps`, and enough that ||h M_c||_inf <= 1/2 in
+    every cell), step h = t / n and the power table (B nc, KT+1, 6) of h A, for the CPA
+    field A (B, nc, 2, 3)."""
     Af = A.reshape(-1, 6)
     lin = Af.detach()[:, [0, 1, 3, 4]].abs()
-    rho = float(torch.maximum(lin[:, 0] + lin[:, 1], lin[:, 2] + lin[:, 3]).max()) if Af.numel() else 0.0
+    rho = float(torch.maximum(lin[:, 0] + lin[:, 1],
+                              lin[:, 2] + lin[:, 3]).max()) if Af.numel() else 0.0
     n = max(int(steps), math.ceil(2 * abs(t) * rho))
     return n, t / n, _power_table(Af, t / n)
 
 
-def _integrate_autograd(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: Tensor, nbr: Tensor,
+def _integrate_autograd(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int,
+                        H: Tensor, nbr: Tensor,
                         max_splits: int = 8) -> Tensor:
-    """Flow the points p (B, N, 2) for time t along the CPA field A (B, nc, 2, 3), same dtype; see the text.
+    """Flow the points p (B, N, 2) for time t along the CPA field A (B, nc, 2, 3), same
+    dtype; see the text.
 
-    Gradients by plain autograd through every operation. `CPAB2D.transform` uses `_integrate` (same forward,
-    adjoint backward); this version is kept as the reference the adjoint pass is tested against."""
+    Gradients by plain autograd through every operation. `CPAB2D.transform` uses
+    `_integrate` (same forward, adjoint backward); this version is kept as the reference
+    the adjoint pass is tested against."""
     B, N = p.shape[:2]
     nc = A.shape[1]
     dtype = p.dtype
     n, h, P = _step_table(A, t, steps)                               # (B nc, KT+1, 6)
-    E = P.sum(1)                                                     # full step, (B nc, 6)
+    E = P.sum(1)  # full step, (B nc, 6)
     P = P.reshape(B * nc, -1)
     H = H.to(dtype).reshape(nc, 15)
     x, y = p.reshape(B * N, 2).T.contiguous().unbind(0)
@@ -250,37 +301,45 @@ def _integrate_autograd(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny:
         qx, qy = _apply(E.index_select(0, gi).T.contiguous().unbind(0), x, y)
         cq = _locate(qx, qy, nx, ny)
         ids = (cq != c).nonzero().squeeze(1)
-        if ids.numel():                                              # ignore points that (numerically) stand still
-            d = (qx.detach().index_select(0, ids) - x.detach().index_select(0, ids)).abs() \
-                + (qy.detach().index_select(0, ids) - y.detach().index_select(0, ids)).abs()
+        if ids.numel():  # ignore points that (numerically) stand still
+            d = (qx.detach().index_select(0, ids)
+                 - x.detach().index_select(0, ids)).abs() \
+                + (qy.detach().index_select(0, ids)
+                   - y.detach().index_select(0, ids)).abs()
             ids = ids[d > tiny]
         if not ids.numel():
             x, y, c = qx, qy, cq
             continue
-        px, py, ex, ey, cc, bb = (v.index_select(0, ids) for v in (x, y, qx, qy, c, boff))
+        px, py, ex, ey, cc, bb = (v.index_select(0, ids)
+                                  for v in (x, y, qx, qy, c, boff))
         sig = torch.ones_like(px)
         act, done = torch.arange(len(ids), device=p.device), []
         for it in range(max_splits):
             nl, ml, el = H.index_select(0, cc).view(-1, 5, 3).unbind(-1)
             dx, dy = ex - px, ey - py
-            f = torch.addcmul(nl * px[:, None], ml, py[:, None]) - el         # <= 0 inside cell cc
-            g = torch.addcmul(nl * dx[:, None], ml, dy[:, None])             # rate along the chord
+            # <= 0 inside cell cc
+            f = torch.addcmul(nl * px[:, None], ml, py[:, None]) - el
+            g = torch.addcmul(nl * dx[:, None], ml, dy[:, None])  # rate along the chord
             towards = g > 0
-            s_all = torch.where(towards, -f / torch.where(towards, g, torch.ones_like(g)), torch.full_like(g, 2.0))
+            s_all = torch.where(towards,
+                                -f / torch.where(towards, g, torch.ones_like(g)),
+                                torch.full_like(g, 2.0))
             s, line = s_all.min(1)
-            moved_out = s < 1                                                 # the chord leaves cell cc
+            moved_out = s < 1  # the chord leaves cell cc
             s = s.clamp(0, 1)
-            sx, sy = _partial(P, bb + cc, s * sig, px, py)                    # exactly, to the exit
+            sx, sy = _partial(P, bb + cc, s * sig, px, py)  # exactly, to the exit
             cn = torch.where(moved_out, nbr[cc, line], cc).clamp(min=0)
             sig = sig * (1 - s)
-            rx, ry = _partial(P, bb + cn, sig, sx, sy)                        # the rest of the step in cn
+            rx, ry = _partial(P, bb + cn, sig, sx, sy)  # the rest of the step in cn
             nl, ml, el = H.index_select(0, cn).view(-1, 5, 3).unbind(-1)
-            inside = (torch.addcmul(nl * rx.detach()[:, None], ml, ry.detach()[:, None]) - el).amax(1) <= tol
-            fin = inside | (it == max_splits - 1)                             # last try: accept as is
+            inside = (torch.addcmul(nl * rx.detach()[:, None], ml,
+                                    ry.detach()[:, None]) - el).amax(1) <= tol
+            fin = inside | (it == max_splits - 1)  # last try: accept as is
             done.append((act[fin], rx[fin], ry[fin], cn[fin]))
             if bool(fin.all()): break
             keep = (~fin).nonzero().squeeze(1)
-            act, px, py, ex, ey, cc, bb, sig = (v[keep] for v in (act, sx, sy, rx, ry, cn, bb, sig))
+            nxt_rows = (act, sx, sy, rx, ry, cn, bb, sig)
+            act, px, py, ex, ey, cc, bb, sig = (v[keep] for v in nxt_rows)
         a = ids[torch.cat([d[0] for d in done])]
         qx = qx.index_put((a,), torch.cat([d[1] for d in done]))
         qy = qy.index_put((a,), torch.cat([d[2] for d in done]))
@@ -289,23 +348,29 @@ def _integrate_autograd(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny:
     return torch.stack([x, y], 0).T.reshape(B, N, 2)
 
 # %% ../nbs/04b_cpab2d.ipynb #99edd1b3
+#| code-fold: true
 def _gather_powers(Pt: Tensor, gi: Tensor) -> tuple[Tensor, ...]:
     "Columns gi of the transposed power table Pt ((KT+1) 6, R) as KT+1 tensors (6, M)."
     return Pt.index_select(1, gi).view(_KT + 1, 6, -1).unbind(0)
 
 
 def _outer_powers(sig: Tensor, gx: Tensor, gy: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    "(M, (KT+1) 6): sig^k (gx x, gx y, gx, gy x, gy y, gy), the gradient of r = W(sig) (x, y, 1) for the power table."
-    pw = torch.cat([torch.ones_like(sig)[:, None], sig[:, None].expand(-1, _KT)], 1).cumprod(1)   # (M, KT+1)
-    o = torch.stack([gx * x, gx * y, gx, gy * x, gy * y, gy], 0).T                                 # (M, 6)
+    """(M, (KT+1) 6): sig^k (gx x, gx y, gx, gy x, gy y, gy), the gradient of r = W(sig)
+    (x, y, 1) for the power table."""
+    # (M, KT+1)
+    pw = torch.cat([torch.ones_like(sig)[:, None],
+                    sig[:, None].expand(-1, _KT)], 1).cumprod(1)
+    o = torch.stack([gx * x, gx * y, gx, gy * x, gy * y, gy], 0).T  # (M, 6)
     return (pw[:, :, None] * o[:, None, :]).reshape(len(sig), -1)
 
 
 def _dflow(Pt: Tensor, hA: Tensor, gi: Tensor, sig: Tensor, rx: Tensor, ry: Tensor,
            x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """d/dsig of W(sig) (x, y, 1) in the cells gi, where (rx, ry) = W(sig) (x, y, 1); hA (6, R) is h A.
+    """d/dsig of W(sig) (x, y, 1) in the cells gi, where (rx, ry) = W(sig) (x, y, 1); hA
+    (6, R) is h A.
 
-    Exactly h A (rx, ry, 1) - sig^KT h M (P_KT (x, y, 1)), because k P_k = h G P_(k-1)."""
+    Exactly h A (rx, ry, 1) - sig^KT h M (P_KT (x, y, 1)), because k P_k = h G
+    P_(k-1)."""
     a = hA.index_select(1, gi)
     wx, wy = _apply(Pt[6 * _KT:].index_select(1, gi), x, y)
     sk = sig ** _KT
@@ -315,17 +380,20 @@ def _dflow(Pt: Tensor, hA: Tensor, gi: Tensor, sig: Tensor, rx: Tensor, ry: Tens
 
 
 class _Flow(torch.autograd.Function):
-    """The integration of `_integrate_autograd` as one autograd node: inputs the power table P (R, KT+1, 6) and
-    the coordinates x, y (M,); outputs the final x, y. The backward is the adjoint pass described in the text."""
+    """The integration of `_integrate_autograd` as one autograd node: inputs the power
+    table P (R, KT+1, 6) and the coordinates x, y (M,); outputs the final x, y. The
+    backward is the adjoint pass described in the text."""
 
     @staticmethod
     def forward(ctx, P, x, y, boff, n, nx, ny, H, nbr, hA, max_splits, keep):
         R = P.shape[0]
         dtype = x.dtype
-        Es = [e.contiguous() for e in P.sum(1).unbind(1)]                 # full step E, 6 x (R,)
-        Pt = P.reshape(R, -1).T.contiguous()                              # ((KT+1) 6, R)
-        Ht = H.view(-1, 5, 3).permute(2, 1, 0).reshape(15, -1)            # rows: n_x (5), n_y (5), e (5)
-        exact = dtype == torch.float64 or R < 2 ** 24                     # row indices exact in floating point
+        Es = [e.contiguous() for e in P.sum(1).unbind(1)]  # full step E, 6 x (R,)
+        Pt = P.reshape(R, -1).T.contiguous()  # ((KT+1) 6, R)
+        # rows: n_x (5), n_y (5), e (5)
+        Ht = H.view(-1, 5, 3).permute(2, 1, 0).reshape(15, -1)
+        # row indices exact in floating point
+        exact = dtype == torch.float64 or R < 2 ** 24
         boff_f = boff.to(dtype)
         c = _locate_f(x, y, nx, ny)
         tiny = 64 * torch.finfo(dtype).eps
@@ -339,46 +407,57 @@ class _Flow(torch.autograd.Function):
             ids = (cq - c).nonzero().squeeze(1)
             if ids.numel():
                 px, py, ex, ey = (v.index_select(0, ids) for v in (x, y, qx, qy))
-                mv = (ex - px).abs_().add_((ey - py).abs_()) > tiny           # ignore points that stand still
+                # ignore points that stand still
+                mv = (ex - px).abs_().add_((ey - py).abs_()) > tiny
                 if not bool(mv.all()):
                     ids, px, py, ex, ey = ids[mv], px[mv], py[mv], ex[mv], ey[mv]
             split = None
             if ids.numel():
                 cc, bb = c.index_select(0, ids).long(), boff.index_select(0, ids)
                 sig = torch.ones_like(px)
-                act, its = None, []                                       # act: rows still going (None: all)
+                act, its = None, []  # act: rows still going (None: all)
                 for it in range(max_splits):
-                    nl, ml, el = Ht.index_select(1, cc).view(3, 5, -1).unbind(0)      # (5, m) each
-                    f = torch.addcmul(nl * px, ml, py).sub_(el)                      # <= 0 inside cell cc
-                    g = torch.addcmul(nl * (ex - px), ml, ey - py)                   # rate along the chord
+                    # (5, m) each
+                    nl, ml, el = Ht.index_select(1, cc).view(3, 5, -1).unbind(0)
+                    f = torch.addcmul(nl * px, ml, py).sub_(el)  # <= 0 inside cell cc
+                    # rate along the chord
+                    g = torch.addcmul(nl * (ex - px), ml, ey - py)
                     towards = g > 0
-                    s_all = torch.where(towards, f.neg_().div_(torch.where(towards, g, 1.0)), 2.0)
+                    s_all = f.neg_().div_(torch.where(towards, g, 1.0))
+                    s_all = torch.where(towards, s_all, 2.0)
                     s_raw, line = s_all.min(0)
                     s = s_raw.clamp(0, 1)
                     tau = s * sig
                     cn = torch.where(s_raw < 1, nbr[cc, line], cc).clamp_(min=0)
                     sig2 = sig - tau
                     ci, ni = bb + cc, bb + cn
-                    W = _horner(_gather_powers(Pt, torch.cat([ci, ni])), torch.cat([tau, sig2]))
+                    W = _horner(_gather_powers(Pt, torch.cat([ci, ni])),
+                                torch.cat([tau, sig2]))
                     W1, W2 = W[:, :len(ci)], W[:, len(ci):]
-                    sx, sy = _apply(W1, px, py)                                # exactly, to the exit
-                    rx, ry = _apply(W2, sx, sy)                                # the rest of the step in cn
+                    sx, sy = _apply(W1, px, py)  # exactly, to the exit
+                    rx, ry = _apply(W2, sx, sy)  # the rest of the step in cn
                     nl2, ml2, el2 = Ht.index_select(1, cn).view(3, 5, -1).unbind(0)
                     out = torch.addcmul(nl2 * rx, ml2, ry).sub_(el2).amax(0) > tol
                     if act is None:
                         resx, resy, resc = rx.clone(), ry.clone(), cn.clone()
                     else:
-                        resx.index_put_((act,), rx); resy.index_put_((act,), ry); resc.index_put_((act,), cn)
-                    kp = out.nonzero().squeeze(1) if it < max_splits - 1 else ids[:0]   # last try: accept
+                        resx.index_put_((act,), rx); resy.index_put_((act,), ry)
+                        resc.index_put_((act,), cn)
+                    # last try: accept
+                    kp = out.nonzero().squeeze(1) if it < max_splits - 1 else ids[:0]
                     if keep:
                         li = line[None]
-                        its.append(dict(act=act, kp=kp, px=px, py=py, sx=sx, sy=sy, rx=rx, ry=ry, s=s, sig=sig,
+                        its.append(dict(act=act, kp=kp, px=px, py=py, sx=sx, sy=sy,
+                                        rx=rx, ry=ry, s=s, sig=sig,
                                         tau=tau, sig2=sig2, W1=W1, W2=W2, ci=ci, ni=ni,
-                                        smask=(s_raw >= 0) & (s_raw <= 1), gl=g.gather(0, li)[0],
+                                        smask=(s_raw >= 0) & (s_raw <= 1),
+                                        gl=g.gather(0, li)[0],
                                         nl=nl.gather(0, li)[0], ml=ml.gather(0, li)[0]))
                     if not kp.numel(): break
                     act = kp if act is None else act.index_select(0, kp)
-                    px, py, ex, ey, cc, bb, sig = (v.index_select(0, kp) for v in (sx, sy, rx, ry, cn, bb, sig2))
+                    nxt_rows = (sx, sy, rx, ry, cn, bb, sig2)
+                    px, py, ex, ey, cc, bb, sig = (v.index_select(0, kp)
+                                                   for v in nxt_rows)
                 qx = qx.index_put((ids,), resx)
                 qy = qy.index_put((ids,), resy)
                 cq = cq.index_put((ids,), resc.to(dtype))
@@ -394,9 +473,11 @@ class _Flow(torch.autograd.Function):
     def backward(ctx, gxo, gyo):
         Pt, hA = ctx.Pt, ctx.hA
         R = Pt.shape[1]
-        GP = torch.zeros(R, (_KT + 1) * 6, dtype=Pt.dtype, device=Pt.device)   # dL/dP from partial moves
-        GE = torch.zeros(6, R, dtype=Pt.dtype, device=Pt.device)               # dL/dE from full steps
-        gx, gy = gxo.contiguous(), gyo.contiguous()                             # adjoint of the current x, y
+        # dL/dP from partial moves
+        GP = torch.zeros(R, (_KT + 1) * 6, dtype=Pt.dtype, device=Pt.device)
+        # dL/dE from full steps
+        GE = torch.zeros(6, R, dtype=Pt.dtype, device=Pt.device)
+        gx, gy = gxo.contiguous(), gyo.contiguous()  # adjoint of the current x, y
         for x, y, gi, m, split in reversed(ctx.tape):
             extra = None
             if split is None:
@@ -404,22 +485,27 @@ class _Flow(torch.autograd.Function):
             else:
                 ids, its = split
                 grx, gry = gx.index_select(0, ids), gy.index_select(0, ids)
-                nxt = None                                    # adjoints of (p, p, e, e, sigma) of the next iteration
+                nxt = None  # adjoints of (p, p, e, e, sigma) of the next iteration
                 for r in reversed(its):
                     act = r["act"]
                     g_rx = grx if act is None else grx.index_select(0, act)
                     g_ry = gry if act is None else gry.index_select(0, act)
-                    g_sx, g_sy, g_s2 = torch.zeros_like(g_rx), torch.zeros_like(g_rx), torch.zeros_like(g_rx)
-                    if nxt is not None:                       # rows that went on: adjoints from the next iteration
+                    g_sx, g_sy, g_s2 = (torch.zeros_like(g_rx) for _ in range(3))
+                    # rows that went on: adjoints from the next iteration
+                    if nxt is not None:
                         kp = r["kp"]
-                        g_rx = g_rx.index_copy(0, kp, nxt[2]); g_ry = g_ry.index_copy(0, kp, nxt[3])
+                        g_rx = g_rx.index_copy(0, kp, nxt[2])
+                        g_ry = g_ry.index_copy(0, kp, nxt[3])
                         g_sx.index_copy_(0, kp, nxt[0]); g_sy.index_copy_(0, kp, nxt[1])
                         g_s2.index_copy_(0, kp, nxt[4])
                     sx, sy, px, py = r["sx"], r["sy"], r["px"], r["py"]
-                    s, sig, tau, sig2, W1, W2 = r["s"], r["sig"], r["tau"], r["sig2"], r["W1"], r["W2"]
-                    # both partial moves at once: velocities d/dsigma, then the power-table gradient
+                    s, sig, tau, sig2, W1, W2 = (r[key] for key in ("s", "sig", "tau",
+                                                                    "sig2", "W1", "W2"))
+                    # both partial moves at once: velocities d/dsigma, then the
+                    # power-table gradient
                     mm = len(s)
-                    v = _dflow(Pt, hA, torch.cat([r["ni"], r["ci"]]), torch.cat([sig2, tau]),
+                    v = _dflow(Pt, hA, torch.cat([r["ni"], r["ci"]]),
+                               torch.cat([sig2, tau]),
                                torch.cat([r["rx"], sx]), torch.cat([r["ry"], sy]),
                                torch.cat([sx, px]), torch.cat([sy, py]))
                     # r = W_cn(sig2) (sx, sy, 1)
@@ -433,68 +519,92 @@ class _Flow(torch.autograd.Function):
                     g_py = W1[1] * g_sx + W1[4] * g_sy
                     g_tau = g_sx * v[0][mm:] + g_sy * v[1][mm:]
                     GP.index_add_(0, torch.cat([r["ni"], r["ci"]]),
-                                  _outer_powers(torch.cat([sig2, tau]), torch.cat([g_rx, g_sx]),
-                                                torch.cat([g_ry, g_sy]), torch.cat([sx, px]), torch.cat([sy, py])))
+                                  _outer_powers(torch.cat([sig2, tau]),
+                                                torch.cat([g_rx, g_sx]),
+                                                torch.cat([g_ry, g_sy]),
+                                                torch.cat([sx, px]),
+                                                torch.cat([sy, py])))
                     g_s, g_sig = g_s + sig * g_tau, g_sig + s * g_tau
-                    # s = -(n . p - e0) / (n . (e - p)) on the exit line, where not clamped
+                    # s = -(n . p - e0) / (n . (e - p)) on the exit line, where not
+                    # clamped
                     a = torch.where(r["smask"], g_s / r["gl"], 0.0)
-                    g_px = g_px - a * (1 - s) * r["nl"]; g_py = g_py - a * (1 - s) * r["ml"]
+                    g_px = g_px - a * (1 - s) * r["nl"]
+                    g_py = g_py - a * (1 - s) * r["ml"]
                     nxt = (g_px, g_py, -a * s * r["nl"], -a * s * r["ml"], g_sig)
-                gqx, gqy = gx.index_put((ids,), nxt[2]), gy.index_put((ids,), nxt[3])   # chord end = full step
+                # chord end = full step
+                gqx, gqy = gx.index_put((ids,), nxt[2]), gy.index_put((ids,), nxt[3])
                 extra = (ids, nxt[0], nxt[1])
             for j, v in enumerate((gqx * x, gqx * y, gqx, gqy * x, gqy * y, gqy)):
                 GE[j].index_add_(0, gi, v)
             gx = torch.addcmul(m[0] * gqx, m[3], gqy)
             gy = torch.addcmul(m[1] * gqx, m[4], gqy)
             if extra is not None:
-                gx, gy = gx.index_add(0, extra[0], extra[1]), gy.index_add(0, extra[0], extra[2])
+                gx = gx.index_add(0, extra[0], extra[1])
+                gy = gy.index_add(0, extra[0], extra[2])
         GP = GP.view(R, _KT + 1, 6) + GE.T[:, None, :]
         return GP, gx, gy, None, None, None, None, None, None, None, None, None
 
 
-def _integrate(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: Tensor, nbr: Tensor,
+def _integrate(p: Tensor, A: Tensor, t: float, steps: int, nx: int, ny: int, H: Tensor,
+               nbr: Tensor,
                max_splits: int = 8) -> Tensor:
-    """Flow the points p (B, N, 2) for time t along the CPA field A (B, nc, 2, 3), same dtype, as
-    `_integrate_autograd` does, with gradients (theta and points) from the adjoint pass of `_Flow`."""
+    """Flow the points p (B, N, 2) for time t along the CPA field A (B, nc, 2, 3), same
+    dtype, as `_integrate_autograd` does, with gradients (theta and points) from the
+    adjoint pass of `_Flow`."""
     B, N = p.shape[:2]
     nc = A.shape[1]
-    n, h, P = _step_table(A, t, steps)                               # (B nc, KT+1, 6), autograd to A
+    n, h, P = _step_table(A, t, steps)  # (B nc, KT+1, 6), autograd to A
     x, y = p.reshape(B * N, 2).T.contiguous().unbind(0)
     boff = torch.arange(B, device=p.device).repeat_interleave(N) * nc
     keep = torch.is_grad_enabled() and (P.requires_grad or p.requires_grad)
-    x, y = _Flow.apply(P, x, y, boff, n, nx, ny, H.to(p.dtype).reshape(nc, 15), nbr, h * A.detach().reshape(B * nc, 6),
+    x, y = _Flow.apply(P, x, y, boff, n, nx, ny, H.to(p.dtype).reshape(nc, 15), nbr,
+                       h * A.detach().reshape(B * nc, 6),
                        max_splits, keep)
     return torch.stack([x, y], 0).T.reshape(B, N, 2)
 
 # %% ../nbs/04b_cpab2d.ipynb #2847b4e6
+#| code-fold: true
 class CPAB2D:
-    """Continuous piecewise-affine velocity fields on [0, 1]^2 and the diffeomorphisms they integrate to.
+    """Continuous piecewise-affine velocity fields on [0, 1]^2 and the diffeomorphisms
+    they integrate to.
 
-    `tess` = (nx, ny) rectangles, each cut into 4 triangles (nc = 4 nx ny cells, see `triangle_vertices`).
-    `zero_boundary`: the normal velocity vanishes on the border (the square maps onto itself);
-    `volume_preservation`: trace(A_c) = 0 (area-preserving flow). `steps`: integration steps for t = 1.
+    `tess` = (nx, ny) rectangles, each cut into 4 triangles (nc = 4 nx ny cells, see
+    `triangle_vertices`).
+    `zero_boundary`: the normal velocity vanishes on the border (the square maps onto
+    itself);
+    `volume_preservation`: trace(A_c) = 0 (area-preserving flow). `steps`: integration
+    steps for t = 1.
     Attributes: nx, ny, nc, basis (float64 (6 nc, D), orthonormal columns), dim (D)."""
 
     def __init__(self, tess: tuple[int, int] = (4, 4), zero_boundary: bool = True,
                  volume_preservation: bool = False, steps: int = 10):
         self.nx, self.ny = _check_tess(tess)
         self.nc = 4 * self.nx * self.ny
-        if isinstance(steps, bool) or not hasattr(steps, "__index__") or steps.__index__() < 1:
-            raise ValueError(f"steps: expected a positive integer number of integration steps, got {steps!r}")
+        if (isinstance(steps, bool) or not hasattr(steps, "__index__")
+                or steps.__index__() < 1):
+            raise ValueError("steps: expected a positive integer number of "
+                             f"integration steps, got {steps!r}")
         self.steps = steps.__index__()
-        self.zero_boundary, self.volume_preservation = bool(zero_boundary), bool(volume_preservation)
-        self.basis = _basis(self.nx, self.ny, self.zero_boundary, self.volume_preservation)
+        self.zero_boundary = bool(zero_boundary)
+        self.volume_preservation = bool(volume_preservation)
+        self.basis = _basis(self.nx, self.ny, self.zero_boundary,
+                            self.volume_preservation)
         self.dim = self.basis.shape[1]
         if self.dim == 0:
-            raise ValueError(f"{self!r}: expected constraints that leave a non-zero velocity, got dimension 0")
-        self._H, self._nbr = _half_planes(self.nx, self.ny), _neighbours(self.nx, self.ny)
+            raise ValueError(f"{self!r}: expected constraints that leave a non-zero "
+                             "velocity, got dimension 0")
+        self._H = _half_planes(self.nx, self.ny)
+        self._nbr = _neighbours(self.nx, self.ny)
         self._cache = {}
 
     def __repr__(self):
-        return (f"CPAB2D(tess=({self.nx}, {self.ny}), zero_boundary={self.zero_boundary}, "
-                f"volume_preservation={self.volume_preservation}, dim={getattr(self, 'dim', '?')})")
+        return (f"CPAB2D(tess=({self.nx}, {self.ny}), "
+                f"zero_boundary={self.zero_boundary}, "
+                f"volume_preservation={self.volume_preservation}, "
+                f"dim={getattr(self, 'dim', '?')})")
 
-    def _check_theta(self, theta: Tensor) -> None: check_theta_dim(theta, self.dim, self)
+    def _check_theta(self, theta: Tensor) -> None:
+        check_theta_dim(theta, self.dim, self)
 
     def _basis_as(self, dtype, device) -> Tensor:
         key = (dtype, device)
@@ -502,58 +612,78 @@ class CPAB2D:
         return self._cache[key]
 
     def _points(self, points: Tensor, theta: Tensor) -> Tensor:
-        "Check points, (N, 2) or (B, N, 2), and return them as (B, N, 2) in the promoted dtype."
-        if isinstance(points, Tensor) and points.ndim == 2: points = points.expand(theta.shape[0], -1, -1)
+        """Check points, (N, 2) or (B, N, 2), and return them as (B, N, 2) in the
+        promoted dtype."""
+        if isinstance(points, Tensor) and points.ndim == 2:
+            points = points.expand(theta.shape[0], -1, -1)
         expect_shape(points, (theta.shape[0], "N", 2), "points ((N, 2) or (B, N, 2))")
         expect_finite(points, "points")
         return points.to(torch.promote_types(points.dtype, theta.dtype))
 
     def A(self, theta: Tensor) -> Tensor:
-        "Per-cell affine velocities A_c, shape (B, nc, 2, 3): v(p) = A_c @ (x, y, 1) in cell c. Differentiable."
+        """Per-cell affine velocities A_c, shape (B, nc, 2, 3): v(p) = A_c @ (x, y, 1)
+        in cell c. Differentiable."""
         self._check_theta(theta)
-        return (theta @ self._basis_as(theta.dtype, theta.device).T).view(theta.shape[0], self.nc, 2, 3)
+        A = theta @ self._basis_as(theta.dtype, theta.device).T
+        return A.view(theta.shape[0], self.nc, 2, 3)
 
     def velocity(self, points: Tensor, theta: Tensor) -> Tensor:
-        """Velocity v^theta at `points` ((N, 2) or (B, N, 2), (x, y) in [0, 1]^2); returns (B, N, 2).
+        """Velocity v^theta at `points` ((N, 2) or (B, N, 2), (x, y) in [0, 1]^2);
+        returns (B, N, 2).
 
-        Outside the square, the border cells' affine maps are continued (see `triangle_index`)."""
+        Outside the square, the border cells' affine maps are continued (see
+        `triangle_index`)."""
         A = self.A(theta)
         p = self._points(points, theta)
         A = A.to(p.dtype)
         c = _locate(p[..., 0], p[..., 1], self.nx, self.ny)
-        M = A.reshape(-1, 6)[(torch.arange(p.shape[0], device=p.device)[:, None] * self.nc + c)]
+        M = A.reshape(-1, 6)[(torch.arange(p.shape[0],
+                                           device=p.device)[:, None] * self.nc + c)]
         return torch.stack(_apply(M.unbind(-1), p[..., 0], p[..., 1]), -1)
 
     def transform(self, points: Tensor, theta: Tensor, t: float = 1.0) -> Tensor:
-        """T^theta: flow `points` ((N, 2) or (B, N, 2), (x, y) in [0, 1]^2) along v^theta for time t -> (B, N, 2).
+        """T^theta: flow `points` ((N, 2) or (B, N, 2), (x, y) in [0, 1]^2) along
+        v^theta for time t -> (B, N, 2).
 
-        Fixed steps, exact inside each cell, split at cell crossings (error O(h^4), about 1e-6 or less with
-        the default 10 steps for theta from the prior). Differentiable in theta and points (an adjoint
-        backward pass, equal to autograd through the steps; first derivatives only).
-        T^{-theta} (or t -> -t) is the inverse. Points outside the square follow the continued border cells;
-        with zero boundary they stay outside and points inside stay inside (clamped to [0, 1]^2 at the end)."""
-        if isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t)):
-            raise ValueError(f"t: expected a finite number (the integration time), got {t!r}")
+        Fixed steps, exact inside each cell, split at cell crossings (error O(h^4),
+        about 1e-6 or less with the default 10 steps for theta from the prior).
+        Differentiable in theta and points (an adjoint backward pass, equal to autograd
+        through the steps; first derivatives only). T^{-theta} (or t -> -t) is the
+        inverse. Points outside the square follow the continued border cells; with zero
+        boundary they stay outside and points inside stay inside (clamped to [0, 1]^2 at
+        the end)."""
+        if isinstance(t, bool) or not (isinstance(t, (int, float))
+                                       and math.isfinite(t)):
+            raise ValueError("t: expected a finite number (the integration time), got "
+                             f"{t!r}")
         A = self.A(theta)
         p = self._points(points, theta)
-        out = _integrate(p, A.to(p.dtype), float(t), math.ceil(self.steps * max(abs(t), 1e-12)),
+        out = _integrate(p, A.to(p.dtype), float(t),
+                         math.ceil(self.steps * max(abs(t), 1e-12)),
                          self.nx, self.ny, self._H, self._nbr)
         if self.zero_boundary:
             inside = ((p >= 0) & (p <= 1)).all(-1, keepdim=True)
             out = torch.where(inside, out.clamp(0, 1), out)
         return out
 
-    def prior_covariance(self, length_scale: float = 0.1, output_variance: float = 1.0) -> Tensor:
-        "Sigma_theta = basis.T @ Sigma_A @ basis, float64 (D, D); Sigma_A from `triangle_covariance`."
-        S = self.basis.T @ triangle_covariance((self.nx, self.ny), length_scale, output_variance) @ self.basis
+    def prior_covariance(self, length_scale: float = 0.1,
+                         output_variance: float = 1.0) -> Tensor:
+        """Sigma_theta = basis.T @ Sigma_A @ basis, float64 (D, D); Sigma_A from
+        `triangle_covariance`."""
+        S = self.basis.T @ triangle_covariance((self.nx, self.ny), length_scale,
+                                               output_variance) @ self.basis
         return (S + S.T) / 2
 
-    def sample_prior(self, n: int, length_scale: float = 0.1, output_variance: float = 1.0,
+    def sample_prior(self, n: int, length_scale: float = 0.1,
+                     output_variance: float = 1.0,
                      generator: torch.Generator | None = None) -> Tensor:
-        """`n` draws theta ~ N(0, Sigma_theta), shape (n, D), float64: eigendecomposition of Sigma_theta with
-        the eigenvalues clamped at 0 (no jitter needed; never fails)."""
+        """`n` draws theta ~ N(0, Sigma_theta), shape (n, D), float64:
+        eigendecomposition of Sigma_theta with the eigenvalues clamped at 0 (no jitter
+        needed; never fails)."""
         if isinstance(n, bool) or not hasattr(n, "__index__") or n.__index__() < 1:
-            raise ValueError(f"n: expected a positive integer number of samples, got {n!r}")
+            raise ValueError("n: expected a positive integer number of samples, got "
+                             f"{n!r}")
         lam, V = torch.linalg.eigh(self.prior_covariance(length_scale, output_variance))
-        z = torch.randn(n.__index__(), self.dim, dtype=torch.float64, generator=generator)
+        z = torch.randn(n.__index__(), self.dim, dtype=torch.float64,
+                        generator=generator)
         return z @ (V * lam.clamp(min=0).sqrt()).T

@@ -12,18 +12,22 @@ import torch
 import torch.nn.functional as F
 
 from .conventions import expect_shape, expect_finite
-from .affine import (affine_grid, regular_grid, affine_matrix, similarity_matrix, attention_matrix,
-                         rotation_matrix, translation_matrix, time_warp_matrix, affine3d_matrix,
-                         AFFINE_IDENTITY, SIMILARITY_IDENTITY, ATTENTION_IDENTITY, ROTATION_IDENTITY,
-                         TRANSLATION_IDENTITY, TIME_WARP_IDENTITY, AFFINE3D_IDENTITY)
-from .warps import projective_matrix, projective_grid, PROJECTIVE_IDENTITY, tps_grid, tps_control_points
+from .affine import (affine_grid, regular_grid, affine_matrix, similarity_matrix,
+                         attention_matrix, rotation_matrix, translation_matrix,
+                         time_warp_matrix, affine3d_matrix,
+                         AFFINE_IDENTITY, SIMILARITY_IDENTITY, ATTENTION_IDENTITY,
+                         ROTATION_IDENTITY, TRANSLATION_IDENTITY, TIME_WARP_IDENTITY,
+                         AFFINE3D_IDENTITY)
+from .warps import (projective_matrix, projective_grid, PROJECTIVE_IDENTITY,
+                        tps_grid, tps_control_points)
 from .sampling import sample
 from .cpab import CPAB1D
 from .cpab2d import CPAB2D
 
 # %% ../nbs/05_families.ipynb #7624e780
 class Family:
-    "A transformation family: parameters `theta` of shape (B, P) -> sampling grid (B, *size, ndim), target -> source."
+    """A transformation family: parameters `theta` of shape (B, P) -> sampling grid
+    (B, *size, ndim), target -> source."""
     name: str = "family"
     ndim: int = 2
     n_params: int = 0
@@ -31,7 +35,8 @@ class Family:
 
     def identity(self, batch: int = 1, dtype=None, device=None) -> torch.Tensor:
         "The identity parameters, repeated: shape (batch, P)."
-        t = torch.tensor(self.identity_params, dtype=dtype or torch.get_default_dtype(), device=device)
+        t = torch.tensor(self.identity_params, dtype=dtype or torch.get_default_dtype(),
+                         device=device)
         return t.expand(batch, self.n_params).clone()
 
     def check_theta(self, theta: torch.Tensor) -> None:
@@ -39,52 +44,71 @@ class Family:
         expect_shape(theta, ("B", self.n_params), f"{self.name} theta")
         expect_finite(theta, f"{self.name} theta")
 
-    def grid(self, theta: torch.Tensor, size: tuple, align_corners: bool = False) -> torch.Tensor:
-        "Sampling grid (B, *size, ndim) for `theta` (B, P); `size` is the spatial output size in tensor order."
+    def grid(self, theta: torch.Tensor, size: tuple,
+             align_corners: bool = False) -> torch.Tensor:
+        """Sampling grid (B, *size, ndim) for `theta` (B, P); `size` is the spatial
+        output size in tensor order."""
         raise NotImplementedError
 
     def _check_size(self, size) -> tuple:
         size = tuple(int(s) for s in size)
         if len(size) != self.ndim:
-            raise ValueError(f"{self.name}: expected a {self.ndim}-D output size, got {size}")
+            raise ValueError(f"{self.name}: expected a {self.ndim}-D output size, got "
+                             f"{size}")
         return size
 
-    def apply(self, x: torch.Tensor, theta: torch.Tensor, size: tuple | None = None, align_corners: bool = False,
-              padding_mode: str = "zeros", sampler: str = "torch") -> torch.Tensor:
-        """Warp `x` (B, C, *spatial) by `theta` (B, P) with bilinear sampling; output (B, C, *size).
+    def apply(self, x: torch.Tensor, theta: torch.Tensor, size: tuple | None = None,
+              align_corners: bool = False, padding_mode: str = "zeros",
+              sampler: str = "torch") -> torch.Tensor:
+        """Warp `x` (B, C, *spatial) by `theta` (B, P) with bilinear sampling;
+        output (B, C, *size).
 
-        `x` and `theta` must have the same floating dtype (no silent promotion, see `pstn.conventions`).
-        `size` defaults to the input's spatial size. `sampler` is "torch" (F.grid_sample, fast) or "book"
-        (the derived sampler of `pstn.sampling`)."""
+        `x` and `theta` must have the same floating dtype (no silent promotion, see
+        `pstn.conventions`). `size` defaults to the input's spatial size. `sampler` is
+        "torch" (F.grid_sample, fast) or "book" (the derived sampler of
+        `pstn.sampling`)."""
         if not isinstance(x, torch.Tensor) or x.ndim != self.ndim + 2:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             want = {1: "(B, C, L)", 2: "(B, C, H, W)", 3: "(B, C, D, H, W)"}[self.ndim]
-            raise ValueError(f"{self.name}: expected input of shape {want} ({self.ndim} spatial dimension(s)), got {got}")
+            raise ValueError(f"{self.name}: expected input of shape {want} "
+                             f"({self.ndim} spatial dimension(s)), got {got}")
         if sampler not in ("torch", "book"):
             raise ValueError(f"sampler: expected 'torch' or 'book', got {sampler!r}")
         if not x.is_floating_point():
-            raise ValueError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}")
-        if isinstance(theta, torch.Tensor) and theta.dtype != x.dtype:       # never promoted: see 00_conventions
-            raise ValueError(f"{self.name} theta: expected the input's dtype {x.dtype}, got {theta.dtype} "
+            raise ValueError(f"{self.name}: expected a floating-point input, got dtype "
+                             f"{x.dtype}")
+        # never promoted: see 00_conventions
+        if isinstance(theta, torch.Tensor) and theta.dtype != x.dtype:
+            raise ValueError(f"{self.name} theta: expected the input's dtype "
+                             f"{x.dtype}, got {theta.dtype} "
                              f"(cast one of them, e.g. theta.to(x.dtype))")
-        g = self.grid(theta, x.shape[2:] if size is None else size, align_corners)   # checks theta
+        # checks theta
+        g = self.grid(theta, x.shape[2:] if size is None else size, align_corners)
         if g.shape[0] != x.shape[0]:
-            raise ValueError(f"{self.name}: theta has batch size {g.shape[0]} but the input has {x.shape[0]}")
-        if sampler == "book": return sample(x, g, padding_mode=padding_mode, align_corners=align_corners)
-        if self.ndim == 1:                                       # a series is an image of height 1, read at y = 0
+            raise ValueError(f"{self.name}: theta has batch size {g.shape[0]} but the "
+                             f"input has {x.shape[0]}")
+        if sampler == "book":
+            return sample(x, g, padding_mode=padding_mode, align_corners=align_corners)
+        if self.ndim == 1:  # a series is an image of height 1, read at y = 0
             g2 = torch.stack([g[..., 0], torch.zeros_like(g[..., 0])], -1).unsqueeze(1)
-            return F.grid_sample(x.unsqueeze(2), g2, mode="bilinear", padding_mode=padding_mode,
+            return F.grid_sample(x.unsqueeze(2), g2, mode="bilinear",
+                                 padding_mode=padding_mode,
                                  align_corners=align_corners).squeeze(2)
-        return F.grid_sample(x, g, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
+        return F.grid_sample(x, g, mode="bilinear", padding_mode=padding_mode,
+                             align_corners=align_corners)
 
-    def __repr__(self): return f"{type(self).__name__}(name={self.name!r}, ndim={self.ndim}, n_params={self.n_params})"
+    def __repr__(self):
+        return (f"{type(self).__name__}(name={self.name!r}, ndim={self.ndim}, "
+                f"n_params={self.n_params})")
 
 # %% ../nbs/05_families.ipynb #95d69976
 class MatrixFamily(Family):
-    "A family whose grid is `affine_grid(matrix(theta), size)`: affine, similarity, attention, rotation, ..."
+    """A family whose grid is `affine_grid(matrix(theta), size)`: affine, similarity,
+    attention, rotation, ..."""
     def __init__(self, name: str, matrix, identity_params: tuple, ndim: int = 2):
         self.name, self.matrix, self.ndim = name, matrix, ndim
-        self.identity_params, self.n_params = tuple(identity_params), len(identity_params)
+        self.identity_params = tuple(identity_params)
+        self.n_params = len(identity_params)
 
     def grid(self, theta, size, align_corners=False):
         self.check_theta(theta)
@@ -92,20 +116,26 @@ class MatrixFamily(Family):
 
 # %% ../nbs/05_families.ipynb #ab45c4fa
 class Projective(Family):
-    "Homographies: theta = (h11, h12, h13, h21, h22, h23, h31, h32), h33 = 1 (8 parameters)."
-    name, ndim, n_params, identity_params = "projective", 2, 8, tuple(PROJECTIVE_IDENTITY)
+    """Homographies, 8 parameters: theta = (h11, h12, h13, h21, h22, h23, h31, h32);
+    h33 = 1."""
+    name, ndim, n_params = "projective", 2, 8
+    identity_params = tuple(PROJECTIVE_IDENTITY)
 
     def grid(self, theta, size, align_corners=False):
         self.check_theta(theta)
-        return projective_grid(projective_matrix(theta), self._check_size(size), align_corners)
+        return projective_grid(projective_matrix(theta), self._check_size(size),
+                               align_corners)
 
 
 class ThinPlateSpline(Family):
-    "Thin-plate spline on an n x n grid of control points; theta = their displacements (dx_1, dy_1, ...), 2 n^2 values."
+    """Thin-plate spline on an n x n grid of control points; theta = their displacements
+    (dx_1, dy_1, ...), 2 n^2 values."""
     ndim = 2
 
     def __init__(self, n: int = 4):
-        if int(n) != n or n < 2: raise ValueError(f"ThinPlateSpline: expected n >= 2 control points per side, got {n!r}")
+        if int(n) != n or n < 2:
+            raise ValueError("ThinPlateSpline: expected n >= 2 control points per "
+                             f"side, got {n!r}")
         self.n, self.name = int(n), f"tps{int(n)}x{int(n)}"
         self.n_params = 2 * self.n ** 2
         self.identity_params = (0.0,) * self.n_params
@@ -117,7 +147,8 @@ class ThinPlateSpline(Family):
 
 # %% ../nbs/05_families.ipynb #89c03c38
 class CPABTimeWarp(Family):
-    "Diffeomorphic time warps from CPAB velocity fields on `nc` cells (1-D); theta lives in the CPAB basis."
+    """Diffeomorphic time warps from CPAB velocity fields on `nc` cells (1-D); theta
+    lives in the CPAB basis."""
     ndim = 1
 
     def __init__(self, nc: int = 10, zero_boundary: bool = True):
@@ -127,12 +158,15 @@ class CPABTimeWarp(Family):
 
     def grid(self, theta, size, align_corners=False):
         self.check_theta(theta)
-        g = regular_grid(self._check_size(size), align_corners, theta.dtype, theta.device)[..., 0]   # (L,)
-        return (2 * self.space.transform((g + 1) / 2, theta) - 1).unsqueeze(-1)                    # (B, L, 1)
+        size = self._check_size(size)
+        g = regular_grid(size, align_corners, theta.dtype, theta.device)[..., 0]  # (L,)
+        g = 2 * self.space.transform((g + 1) / 2, theta) - 1  # (B, L)
+        return g.unsqueeze(-1)  # (B, L, 1)
 
 
 class CPABImageWarp(Family):
-    "Diffeomorphic image warps from CPAB velocity fields on an nx x ny x 4 triangle tessellation (2-D)."
+    """Diffeomorphic image warps from CPAB velocity fields on an nx x ny x 4 triangle
+    tessellation (2-D)."""
     ndim = 2
 
     def __init__(self, tess: tuple = (4, 4), zero_boundary: bool = True):
@@ -143,23 +177,29 @@ class CPABImageWarp(Family):
     def grid(self, theta, size, align_corners=False):
         self.check_theta(theta)
         size = self._check_size(size)
-        g = regular_grid(size, align_corners, theta.dtype, theta.device).reshape(-1, 2)           # (H*W, 2)
-        return (2 * self.space.transform((g + 1) / 2, theta) - 1).reshape(theta.shape[0], *size, 2)
+        g = regular_grid(size, align_corners, theta.dtype, theta.device).reshape(-1, 2)
+        g = 2 * self.space.transform((g + 1) / 2, theta) - 1  # (B, H*W, 2)
+        return g.reshape(theta.shape[0], *size, 2)
 
 # %% ../nbs/05_families.ipynb #68130a79
 def _translation(scale: float = 1.0) -> MatrixFamily:
-    return MatrixFamily("translation", partial(translation_matrix, scale=scale), TRANSLATION_IDENTITY)
+    return MatrixFamily("translation", partial(translation_matrix, scale=scale),
+                        TRANSLATION_IDENTITY)
 
 FAMILIES = {
     "affine": lambda: MatrixFamily("affine", affine_matrix, AFFINE_IDENTITY),
-    "similarity": lambda: MatrixFamily("similarity", similarity_matrix, SIMILARITY_IDENTITY),
-    "attention": lambda: MatrixFamily("attention", attention_matrix, ATTENTION_IDENTITY),
+    "similarity": lambda: MatrixFamily("similarity", similarity_matrix,
+                                       SIMILARITY_IDENTITY),
+    "attention": lambda: MatrixFamily("attention", attention_matrix,
+                                      ATTENTION_IDENTITY),
     "rotation": lambda: MatrixFamily("rotation", rotation_matrix, ROTATION_IDENTITY),
     "translation": _translation,
     "projective": Projective,
     "tps": ThinPlateSpline,
-    "time_warp": lambda: MatrixFamily("time_warp", time_warp_matrix, TIME_WARP_IDENTITY, ndim=1),
-    "affine3d": lambda: MatrixFamily("affine3d", affine3d_matrix, AFFINE3D_IDENTITY, ndim=3),
+    "time_warp": lambda: MatrixFamily("time_warp", time_warp_matrix,
+                                      TIME_WARP_IDENTITY, ndim=1),
+    "affine3d": lambda: MatrixFamily("affine3d", affine3d_matrix,
+                                     AFFINE3D_IDENTITY, ndim=3),
     "cpab1d": CPABTimeWarp,
     "cpab2d": CPABImageWarp,
 }
@@ -167,21 +207,26 @@ FAMILIES = {
 
 
 def _keywords(make) -> list[str] | None:
-    "The keyword arguments `make` accepts; None when it takes any (**kwargs) or its signature is unknown."
+    """The keyword arguments `make` accepts; None when it takes any (**kwargs) or its
+    signature is unknown."""
     try: params = inspect.signature(make).parameters.values()
     except (TypeError, ValueError): return None
     if any(p.kind is p.VAR_KEYWORD for p in params): return None
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [p.name for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def get_family(name: str, **kwargs) -> Family:
-    "The family called `name` (see `FAMILIES`), built with `kwargs` (`scale` for translation, `n` for tps, `nc` for cpab1d, `tess` for cpab2d)."
+    """The family called `name` (see `FAMILIES`), built with `kwargs` (`scale` for
+    translation, `n` for tps, `nc` for cpab1d, `tess` for cpab2d)."""
     if name not in FAMILIES:
-        raise ValueError(f"unknown transformation family {name!r}; known families: {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown transformation family {name!r}; known families: "
+                         f"{', '.join(FAMILIES)}")
     make = FAMILIES[name]
-    accepted = _keywords(make)                                   # None: `make` takes any keyword
+    accepted = _keywords(make)  # None: `make` takes any keyword
     if accepted is not None and (unknown := sorted(set(kwargs) - set(accepted))):
-        accepts = f"accepts the keyword(s) {', '.join(accepted)}" if accepted else "takes no keyword arguments"
+        accepts = (f"accepts the keyword(s) {', '.join(accepted)}" if accepted
+                   else "takes no keyword arguments")
         raise TypeError(f"get_family: family {name!r} {accepts}, got unexpected "
                         + ", ".join(f"{k}={kwargs[k]!r}" for k in unknown))
     return make(**kwargs)

@@ -12,43 +12,56 @@ from torch import Tensor
 from .conventions import expect_shape, expect_finite
 
 # %% ../nbs/10_metrics.ipynb #d407f0e7
-_ROW_TOL = 1e-3   # tolerance on row sums of probabilities (and on row logsumexp of log-probabilities)
+#| code-fold: true
+# tolerance on row sums of probabilities (and on row logsumexp of log-probabilities)
+_ROW_TOL = 1e-3
 
 
 def _check_labels(scores: Tensor, target: Tensor, name: str) -> tuple[int, int]:
-    "Check `scores` (B, K) floating and not NaN, `target` (B,) integer labels in 0..K-1; return (B, K)."
+    """Check `scores` (B, K) floating and not NaN, `target` (B,) integer labels in
+    0..K-1; return (B, K)."""
     sizes = expect_shape(scores, ("B", "K"), name)
     if not scores.is_floating_point():
-        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {scores.dtype}")
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype "
+                         f"{scores.dtype}")
     B, K = sizes["B"], sizes["K"]
     if B == 0 or K == 0:
-        raise ValueError(f"{name}: expected at least one item and one class, got shape {tuple(scores.shape)}")
+        raise ValueError(f"{name}: expected at least one item and one class, got shape "
+                         f"{tuple(scores.shape)}")
     if bool(torch.isnan(scores).any()):
-        raise ValueError(f"{name}: expected no NaN, got {int(torch.isnan(scores).sum())} NaN entries "
+        raise ValueError(f"{name}: expected no NaN, got "
+                         f"{int(torch.isnan(scores).sum())} NaN entries "
                          f"in a tensor of shape {tuple(scores.shape)}")
     if not isinstance(target, Tensor):
-        raise ValueError(f"target: expected a tensor of integer class labels of shape ({B},), got {type(target).__name__}")
+        raise ValueError("target: expected a tensor of integer class labels of shape "
+                         f"({B},), got {type(target).__name__}")
     if target.shape != (B,):
-        raise ValueError(f"target: expected shape ({B},) to match {name} of shape {tuple(scores.shape)}, "
+        raise ValueError(f"target: expected shape ({B},) to match {name} of shape "
+                         f"{tuple(scores.shape)}, "
                          f"got shape {tuple(target.shape)}")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(f"target: expected integer class labels, got dtype {target.dtype}")
+        raise ValueError("target: expected integer class labels, got dtype "
+                         f"{target.dtype}")
     lo, hi = int(target.min()), int(target.max())
     if lo < 0 or hi >= K:
-        raise ValueError(f"target: expected class labels in 0..{K - 1} (K={K} columns in {name}), "
+        raise ValueError(f"target: expected class labels in 0..{K - 1} (K={K} columns "
+                         f"in {name}), "
                          f"got labels from {lo} to {hi}")
     return B, K
 
 
 def _check_probs(probs: Tensor, target: Tensor) -> tuple[int, int]:
-    "As `_check_labels`, and the rows of `probs` are probability vectors (within `_ROW_TOL`)."
+    """As `_check_labels`, and the rows of `probs` are probability vectors (within
+    `_ROW_TOL`)."""
     B, K = _check_labels(probs, target, "probs")
     expect_finite(probs, "probs")
     lo, hi = float(probs.min()), float(probs.max())
     sums = probs.sum(-1)
     if lo < -_ROW_TOL or hi > 1 + _ROW_TOL or bool(((sums - 1).abs() > _ROW_TOL).any()):
-        raise ValueError("probs: expected probabilities in [0, 1] with rows summing to 1 (softmax output, or exp "
-                         f"of log-probabilities), got entries from {lo:.4g} to {hi:.4g} and row sums from "
+        raise ValueError("probs: expected probabilities in [0, 1] with rows summing to "
+                         "1 (softmax output, or exp "
+                         f"of log-probabilities), got entries from {lo:.4g} to "
+                         f"{hi:.4g} and row sums from "
                          f"{float(sums.min()):.4g} to {float(sums.max()):.4g}")
     return B, K
 
@@ -62,21 +75,28 @@ def _check_n_bins(n_bins) -> int:
 def accuracy(log_probs: Tensor, target: Tensor) -> float:
     """Fraction of rows whose argmax equals the label.
 
-    `log_probs` (B, K): log-probabilities, logits or probabilities (argmax is the same for all three);
-    `target` (B,): integer labels in 0..K-1. Ties go to the smallest class index (`torch.argmax`)."""
+    `log_probs` (B, K): log-probabilities, logits or probabilities (argmax is the same
+    for all three);
+    `target` (B,): integer labels in 0..K-1. Ties go to the smallest class index
+    (`torch.argmax`)."""
     _check_labels(log_probs, target, "log_probs")
     return float((log_probs.argmax(-1) == target).double().mean())
 
 # %% ../nbs/10_metrics.ipynb #ce0e41e9
+#| code-fold: true
 def _check_log_probs(log_probs: Tensor, target: Tensor) -> tuple[int, int]:
-    "As `_check_labels`, no +inf, and each row of `log_probs` has logsumexp 0 (within `_ROW_TOL`)."
+    """As `_check_labels`, no +inf, and each row of `log_probs` has logsumexp 0 (within
+    `_ROW_TOL`)."""
     B, K = _check_labels(log_probs, target, "log_probs")
     if bool((log_probs == math.inf).any()):
-        raise ValueError("log_probs: expected log-probabilities (<= 0), got +inf entries")
+        raise ValueError("log_probs: expected log-probabilities (<= 0), got +inf "
+                         "entries")
     lse = torch.logsumexp(log_probs, -1)
     if bool(((lse.abs() > _ROW_TOL) | ~torch.isfinite(lse)).any()):
-        raise ValueError("log_probs: expected log-probabilities, each row with logsumexp 0 (log_softmax output; "
-                         f"for logits use F.log_softmax(logits, -1)), got row logsumexp from {float(lse.min()):.4g} "
+        raise ValueError("log_probs: expected log-probabilities, each row with "
+                         "logsumexp 0 (log_softmax output; "
+                         "for logits use F.log_softmax(logits, -1)), got row "
+                         f"logsumexp from {float(lse.min()):.4g} "
                          f"to {float(lse.max()):.4g}")
     return B, K
 
@@ -84,50 +104,63 @@ def _check_log_probs(log_probs: Tensor, target: Tensor) -> tuple[int, int]:
 def nll(log_probs: Tensor, target: Tensor) -> float:
     """Mean negative log-likelihood `-mean_i log_probs[i, target[i]]`.
 
-    `log_probs` (B, K): log-probabilities (rows with logsumexp 0), for the P-STN the log of the mean predictive
-    probability over samples; `target` (B,): integer labels in 0..K-1. Returns `inf` if a label has probability 0."""
+    `log_probs` (B, K): log-probabilities (rows with logsumexp 0), for the P-STN the log
+    of the mean predictive probability over samples; `target` (B,): integer labels in
+    0..K-1. Returns `inf` if a label has probability 0."""
     _check_log_probs(log_probs, target)
     return float(-log_probs.gather(1, target[:, None]).double().mean())
 
 # %% ../nbs/10_metrics.ipynb #9ab11d73
 def calibration_bins(probs: Tensor, target: Tensor, n_bins: int = 10) -> dict:
-    """Top-label reliability statistics over `n_bins` equal-width confidence bins on [0, 1].
+    """Top-label reliability statistics over `n_bins` equal-width confidence bins
+    on [0, 1].
 
-    `probs` (B, K): class probabilities (rows sum to 1); `target` (B,): integer labels. The confidence of a row is
-    its largest probability, the prediction its argmax. Bin m is [m/M, (m+1)/M), left-closed, and the last bin
-    [(M-1)/M, 1] is closed, so a confidence of exactly 1 lies in it; edges are `torch.linspace(0, 1, M + 1)` in
-    the dtype of `probs`. Returns a dict of tensors: `conf` (M,) mean confidence, `acc` (M,) accuracy, `count`
-    (M,) int64 number of items per bin, and `edges` (M + 1,). Empty bins have `conf = acc = 0` and `count = 0`."""
+    `probs` (B, K): class probabilities (rows sum to 1); `target` (B,): integer labels.
+    The confidence of a row is its largest probability, the prediction its argmax. Bin m
+    is [m/M, (m+1)/M), left-closed, and the last bin [(M-1)/M, 1] is closed, so a
+    confidence of exactly 1 lies in it; edges are `torch.linspace(0, 1, M + 1)` in the
+    dtype of `probs`. Returns a dict of tensors: `conf` (M,) mean confidence, `acc` (M,)
+    accuracy, `count` (M,) int64 number of items per bin, and `edges` (M + 1,). Empty
+    bins have `conf = acc = 0` and `count = 0`."""
     _check_probs(probs, target)
     M = _check_n_bins(n_bins)
     conf, pred = probs.max(-1)
     correct = (pred == target).to(probs.dtype)
     edges = torch.linspace(0, 1, M + 1, dtype=probs.dtype, device=probs.device)
     idx = (torch.bucketize(conf, edges, right=True) - 1).clamp(0, M - 1)
-    count = torch.zeros(M, dtype=torch.long, device=probs.device).scatter_add_(0, idx, torch.ones_like(idx))
+    count = torch.zeros(M, dtype=torch.long,
+                        device=probs.device).scatter_add_(0, idx, torch.ones_like(idx))
     n = count.clamp(min=1).to(probs.dtype)
-    conf_bin = torch.zeros(M, dtype=probs.dtype, device=probs.device).scatter_add_(0, idx, conf) / n
-    acc_bin = torch.zeros(M, dtype=probs.dtype, device=probs.device).scatter_add_(0, idx, correct) / n
+    conf_bin = torch.zeros(M, dtype=probs.dtype,
+                           device=probs.device).scatter_add_(0, idx, conf) / n
+    acc_bin = torch.zeros(M, dtype=probs.dtype,
+                          device=probs.device).scatter_add_(0, idx, correct) / n
     return {"conf": conf_bin, "acc": acc_bin, "count": count, "edges": edges}
 
 
 def ece(probs: Tensor, target: Tensor, n_bins: int = 10) -> float:
-    """Expected calibration error `sum_m (n_m / N) |acc_m - conf_m|` over `n_bins` equal-width confidence bins.
+    """Expected calibration error `sum_m (n_m / N) |acc_m - conf_m|` over `n_bins`
+    equal-width confidence bins.
 
-    `probs` (B, K) class probabilities (for logits pass `softmax(logits, -1)`, for log-probabilities `exp`);
-    `target` (B,) integer labels. Bins as in `calibration_bins` (left-closed, last bin closed at 1). Agrees with
-    torchmetrics' `MulticlassCalibrationError(n_bins=n_bins, norm="l1")` unless a confidence equals exactly 1,
-    which torchmetrics puts in an extra bin of its own."""
+    `probs` (B, K) class probabilities (for logits pass `softmax(logits, -1)`, for
+    log-probabilities `exp`); `target` (B,) integer labels. Bins as in
+    `calibration_bins` (left-closed, last bin closed at 1). Agrees with torchmetrics'
+    `MulticlassCalibrationError(n_bins=n_bins, norm="l1")` unless a confidence equals
+    exactly 1, which torchmetrics puts in an extra bin of its own."""
     b = calibration_bins(probs, target, n_bins)
     w = b["count"].to(b["conf"].dtype) / b["count"].sum()
     return float((w * (b["acc"] - b["conf"]).abs()).sum())
 
 # %% ../nbs/10_metrics.ipynb #7353a5fa
-def reliability_diagram(probs: Tensor, target: Tensor, n_bins: int = 10, ax=None, label: str | None = None):
-    """Plot accuracy against mean confidence per occupied bin (see `calibration_bins`), with the diagonal.
+#| code-fold: true
+def reliability_diagram(probs: Tensor, target: Tensor, n_bins: int = 10, ax=None,
+                        label: str | None = None):
+    """Plot accuracy against mean confidence per occupied bin (see `calibration_bins`),
+    with the diagonal.
 
-    `probs` (B, K) class probabilities, `target` (B,) integer labels. Draws into `ax` (a new figure if None);
-    marker area grows with the bin's count; the legend entry is `label` followed by the ECE. Returns the axes."""
+    `probs` (B, K) class probabilities, `target` (B,) integer labels. Draws into `ax` (a
+    new figure if None); marker area grows with the bin's count; the legend entry is
+    `label` followed by the ECE. Returns the axes."""
     import matplotlib.pyplot as plt
     b = calibration_bins(probs, target, n_bins)
     err = ece(probs, target, n_bins)
@@ -135,7 +168,8 @@ def reliability_diagram(probs: Tensor, target: Tensor, n_bins: int = 10, ax=None
     if not any(line.get_gid() == "diagonal" for line in ax.get_lines()):
         ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, gid="diagonal")
     full = (b["count"] > 0).cpu()
-    conf, acc = b["conf"].detach().cpu()[full].numpy(), b["acc"].detach().cpu()[full].numpy()
+    conf = b["conf"].detach().cpu()[full].numpy()
+    acc = b["acc"].detach().cpu()[full].numpy()
     share = (b["count"].cpu()[full].double() / b["count"].sum().item()).numpy()
     text = f"ECE {err:.3f}" if label is None else f"{label} (ECE {err:.3f})"
     line, = ax.plot(conf, acc, "-", lw=1.2, label=text)
@@ -146,24 +180,33 @@ def reliability_diagram(probs: Tensor, target: Tensor, n_bins: int = 10, ax=None
     return ax
 
 # %% ../nbs/10_metrics.ipynb #722ddd57
-def transformation_error(theta_true: Tensor, theta_pred: Tensor, period: float = math.pi) -> Tensor:
-    """Per-item rotation error of eq. 18 (P-STN paper): circular distance between `theta_true` and `theta_pred`.
+def transformation_error(theta_true: Tensor, theta_pred: Tensor,
+                         period: float = math.pi) -> Tensor:
+    """Per-item rotation error of eq. 18 (P-STN paper): circular distance between
+    `theta_true` and `theta_pred`.
 
-    Both are rotation angles in radians in the rotation family's parameterisation (target -> source; positive
-    turns content counter-clockwise on screen), shape (B,) or (B, 1), the same for both. `theta_true` is the
-    parameter that *undoes* the data rotation: a digit generated as `get_family("rotation").apply(x, g)` has
-    `theta_true = -g`. Returns (B,) errors `min(r, period - r)`, `r = (theta_pred - theta_true) mod period`, in
-    [0, period / 2]. `period=math.pi` (the paper) counts an upside-down answer as perfect; `2 * math.pi` does not.
-    The paper's reported epsilon is the mean of these errors over the test set."""
-    if isinstance(period, bool) or not isinstance(period, (int, float)) or not math.isfinite(period) or period <= 0:
-        raise ValueError(f"period: expected a positive finite number of radians, got {period!r}")
+    Both are rotation angles in radians in the rotation family's parameterisation
+    (target -> source; positive turns content counter-clockwise on screen), shape (B,)
+    or (B, 1), the same for both. `theta_true` is the parameter that *undoes* the data
+    rotation: a digit generated as `get_family("rotation").apply(x, g)` has `theta_true
+    = -g`. Returns (B,) errors `min(r, period - r)`, `r = (theta_pred - theta_true) mod
+    period`, in [0, period / 2]. `period=math.pi` (the paper) counts an upside-down
+    answer as perfect; `2 * math.pi` does not. The paper's reported epsilon is the mean
+    of these errors over the test set."""
+    if (isinstance(period, bool) or not isinstance(period, (int, float))
+            or not math.isfinite(period) or period <= 0):
+        raise ValueError("period: expected a positive finite number of radians, got "
+                         f"{period!r}")
     for name, t in (("theta_true", theta_true), ("theta_pred", theta_pred)):
-        if not isinstance(t, Tensor) or t.ndim not in (1, 2) or (t.ndim == 2 and t.shape[1] != 1):
+        if (not isinstance(t, Tensor) or t.ndim not in (1, 2)
+                or (t.ndim == 2 and t.shape[1] != 1)):
             got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"{name}: expected rotation angles of shape (B,) or (B, 1), got {got}")
+            raise ValueError(f"{name}: expected rotation angles of shape (B,) or "
+                             f"(B, 1), got {got}")
         expect_finite(t, name)
     if theta_true.shape != theta_pred.shape:
-        raise ValueError(f"theta_pred: expected the shape of theta_true {tuple(theta_true.shape)}, "
+        raise ValueError("theta_pred: expected the shape of theta_true "
+                         f"{tuple(theta_true.shape)}, "
                          f"got shape {tuple(theta_pred.shape)}")
     r = torch.remainder(theta_pred - theta_true, period).reshape(-1)
     return torch.minimum(r, period - r)

@@ -20,13 +20,16 @@ _BETA_FLOOR = 1e-6
 
 
 def _inv_softplus(y: float) -> float:
-    return y + math.log(-math.expm1(-y))                    # log(e^y - 1), stable for large and small y
+    return y + math.log(-math.expm1(-y))  # log(e^y - 1), stable for large and small y
 
 
-def beta_head(in_features: int, n_params: int, alpha: float, init_var: float) -> nn.Linear:
-    "Linear layer for z with beta = softplus(z) + 1e-6; zero weights and bias so that beta / alpha = init_var."
+def beta_head(in_features: int, n_params: int, alpha: float,
+              init_var: float) -> nn.Linear:
+    """Linear layer for z with beta = softplus(z) + 1e-6; zero weights and bias so that
+    beta / alpha = init_var."""
     if not (init_var > 0) or not math.isfinite(init_var):
-        raise ValueError(f"init_var: expected a positive initial variance beta / alpha, got {init_var!r}")
+        raise ValueError("init_var: expected a positive initial variance beta / "
+                         f"alpha, got {init_var!r}")
     head = nn.Linear(in_features, n_params)
     with torch.no_grad():
         head.weight.zero_()
@@ -35,46 +38,62 @@ def beta_head(in_features: int, n_params: int, alpha: float, init_var: float) ->
 
 # %% ../nbs/09_pstn.ipynb #cb11f848
 class PSTN(STN):
-    """Probabilistic STN: theta ~ t_{2 alpha}(mu(x), beta(x) / alpha) per parameter, S samples per input.
+    """Probabilistic STN: theta ~ t_{2 alpha}(mu(x), beta(x) / alpha) per parameter,
+    S samples per input.
 
-    Arguments as `STN`, plus: `S_train`, `S_test` (samples in training / evaluation mode), `alpha` (> 0, the
-    Gamma shape, 1 in the paper), `init_var` (initial beta / alpha), `w` (KL weight), `alpha0`, `beta0` (the
-    Gamma prior, 1 and 1 in the paper), `bound` (the guard on |theta - mu| of `sample_theta`; None = off),
-    `warmup` (training steps over which the spread of the samples and the KL weight rise from 0 to their full
-    values, `tau`; 0 = off, the paper's model throughout).
-    `forward(x, S)` returns log-probabilities (S, B, K); `loss` the negative ELBO per image (`elbo_loss`);
-    `predict` the log of the probabilities averaged over `S_test` samples (eq. 19); `predict_mean` the
-    deterministic prediction at theta = mu."""
-    def __init__(self, family: Family, localiser: nn.Module, classifier: nn.Module, in_shape: tuple,
-                 S_train: int = 1, S_test: int = 10, alpha: float = 1.0, init_var: float = 1e-2, w: float = 0.0,
-                 alpha0: float = 1.0, beta0: float = 1.0, bound=None, out_size: tuple | None = None,
-                 align_corners: bool = False, padding_mode: str = "zeros", sampler: str = "torch",
-                 warmup: int = 0):
-        super().__init__(family, localiser, classifier, in_shape, out_size, align_corners, padding_mode, sampler)
+    Arguments as `STN`, plus: `S_train`, `S_test` (samples in training / evaluation
+    mode), `alpha` (> 0, the Gamma shape, 1 in the paper), `init_var` (initial beta /
+    alpha), `w` (KL weight), `alpha0`, `beta0` (the Gamma prior, 1 and 1 in the paper),
+    `bound` (the guard on |theta - mu| of `sample_theta`; None = off), `warmup`
+    (training steps over which the spread of the samples and the KL weight rise from 0
+    to their full values, `tau`; 0 = off, the paper's model throughout).
+    `forward(x, S)` returns log-probabilities (S, B, K); `loss` the negative ELBO per
+    image (`elbo_loss`); `predict` the log of the probabilities averaged over `S_test`
+    samples (eq. 19); `predict_mean` the deterministic prediction at theta = mu."""
+    def __init__(self, family: Family, localiser: nn.Module, classifier: nn.Module,
+                 in_shape: tuple, S_train: int = 1, S_test: int = 10,
+                 alpha: float = 1.0, init_var: float = 1e-2, w: float = 0.0,
+                 alpha0: float = 1.0, beta0: float = 1.0, bound=None,
+                 out_size: tuple | None = None, align_corners: bool = False,
+                 padding_mode: str = "zeros", sampler: str = "torch", warmup: int = 0):
+        super().__init__(family, localiser, classifier, in_shape, out_size,
+                         align_corners, padding_mode, sampler)
         for name, v in (("S_train", S_train), ("S_test", S_test)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a number of samples >= 1, got {v!r}")
+                raise ValueError(f"{name}: expected a number of samples >= 1, "
+                                 f"got {v!r}")
         for name, v in (("alpha", alpha), ("alpha0", alpha0), ("beta0", beta0)):
             if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name}: expected a positive number, got {v!r}")
         if not (isinstance(w, (int, float)) and w >= 0 and math.isfinite(w)):
             raise ValueError(f"w: expected a KL weight >= 0, got {w!r}")
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup: expected a number of training steps >= 0, got {warmup!r}")
-        self.S_train, self.S_test, self.alpha, self.w = S_train, S_test, float(alpha), float(w)
-        self.alpha0, self.beta0, self.bound, self.init_var = float(alpha0), float(beta0), bound, init_var
-        self.beta_head = beta_head(self.n_features, family.n_params, self.alpha, init_var)
-        self.warmup, self.steps = warmup, 0                   # steps: training steps taken (calls of `loss`)
-        # The constants of the training step as tensors on the model's device (they follow `.to()`), checked once
-        # here, so that a step reads nothing back from the device.
+            raise ValueError("warmup: expected a number of training steps >= 0, got "
+                             f"{warmup!r}")
+        self.S_train, self.S_test = S_train, S_test
+        self.alpha, self.w = float(alpha), float(w)
+        self.alpha0, self.beta0 = float(alpha0), float(beta0)
+        self.bound, self.init_var = bound, init_var
+        self.beta_head = beta_head(self.n_features, family.n_params, self.alpha,
+                                   init_var)
+        self.warmup, self.steps = warmup, 0  # steps: training steps (calls of `loss`)
+        # The constants of the training step as tensors on the model's device (they
+        # follow `.to()`), checked once here, so that a step reads nothing back from the
+        # device.
         dt = torch.get_default_dtype()
-        self.register_buffer("_alpha_t", torch.tensor(self.alpha, dtype=dt), persistent=False)
-        self.register_buffer("_alpha0_t", torch.tensor(self.alpha0, dtype=dt), persistent=False)
-        self.register_buffer("_beta0_t", torch.tensor(self.beta0, dtype=dt), persistent=False)
-        self.register_buffer("_bound_t", _check_bound(bound, family.n_params, self._alpha_t), persistent=False)
+        self.register_buffer("_alpha_t", torch.tensor(self.alpha, dtype=dt),
+                             persistent=False)
+        self.register_buffer("_alpha0_t", torch.tensor(self.alpha0, dtype=dt),
+                             persistent=False)
+        self.register_buffer("_beta0_t", torch.tensor(self.beta0, dtype=dt),
+                             persistent=False)
+        self.register_buffer("_bound_t",
+                             _check_bound(bound, family.n_params, self._alpha_t),
+                             persistent=False)
 
     def get_extra_state(self) -> dict:
-        "The warm-up's step count travels with the model's `state_dict` (and so with checkpoints)."
+        """The warm-up's step count travels with the model's `state_dict` (and so with
+        checkpoints)."""
         return {"steps": self.steps}
 
     def set_extra_state(self, state: dict) -> None:
@@ -85,7 +104,8 @@ class PSTN(STN):
         h = self.features(x)
         who = type(self).__name__
         mu = _check_finite(self.head(h), f"{who} localiser output mu")
-        beta = _check_finite(F.softplus(self.beta_head(h)) + _BETA_FLOOR, f"{who} localiser output beta")
+        beta = _check_finite(F.softplus(self.beta_head(h)) + _BETA_FLOOR,
+                             f"{who} localiser output beta")
         return mu, beta
 
     def _S(self, S):
@@ -95,45 +115,56 @@ class PSTN(STN):
         return S
 
     def views(self, x: Tensor, theta: Tensor) -> Tensor:
-        "`x` (B, ...) warped by each of `theta` (S, B, P): one batch of S*B views (S*B, C, *out_size), sample-major."
+        """`x` (B, ...) warped by each of `theta` (S, B, P): one batch of S*B views
+        (S*B, C, *out_size), sample-major."""
         S, B = theta.shape[:2]
         xs = x.unsqueeze(0).expand(S, *x.shape).reshape(S * B, *x.shape[1:])
         return self.transform(xs, theta.reshape(S * B, -1))
 
     def classify(self, x: Tensor, theta: Tensor, views: Tensor | None = None) -> Tensor:
-        "Log-probabilities (S, B, K) of the classifier on `x` (B, ...) warped by each of `theta` (S, B, P)."
+        """Log-probabilities (S, B, K) of the classifier on `x` (B, ...) warped by each
+        of `theta` (S, B, P)."""
         S, B = theta.shape[:2]
         out = self.net(self.views(x, theta) if views is None else views)
         return F.log_softmax(out, -1).view(S, B, -1)
 
     def forward(self, x: Tensor, S: int | None = None) -> Tensor:
-        "Log-probabilities (S, B, K) for S sampled transformations of each input (S_train / S_test by mode)."
+        """Log-probabilities (S, B, K) for S sampled transformations of each input
+        (S_train / S_test by mode)."""
         mu, beta = self.posterior(x)
-        return self.classify(x, sample_theta(mu, self.alpha, beta, self._S(S), bound=self.bound))
+        theta = sample_theta(mu, self.alpha, beta, self._S(S), bound=self.bound)
+        return self.classify(x, theta)
 
     def tau(self) -> float:
-        "The warm-up factor: min(1, steps / warmup) in training mode (1 without warm-up, and always in evaluation)."
+        """The warm-up factor: min(1, steps / warmup) in training mode (1 without
+        warm-up, and always in evaluation)."""
         if not self.training or self.warmup == 0: return 1.0
         return min(1.0, self.steps / self.warmup)
 
     def loss(self, x: Tensor, y: Tensor, S: int | None = None) -> tuple[Tensor, dict]:
-        """Negative ELBO per image, nll + tau w kl (`elbo_loss`), with S samples (default: S_train / S_test by mode).
+        """Negative ELBO per image, nll + tau w kl (`elbo_loss`), with S samples
+        (default: S_train / S_test by mode).
 
-        The samples are theta = mu + tau (theta_s - mu); tau = `self.tau()` is 1 after the warm-up. In training
-        mode each call counts one step (`self.steps`, saved with the model's state). The arguments of the sampling
-        and of the ELBO were checked when the model was built, so a step reads nothing back from the device."""
+        The samples are theta = mu + tau (theta_s - mu); tau = `self.tau()` is 1 after
+        the warm-up. In training mode each call counts one step (`self.steps`, saved
+        with the model's state). The arguments of the sampling and of the ELBO were
+        checked when the model was built, so a step reads nothing back from the
+        device."""
         tau = self.tau()
         mu, beta = self.posterior(x)
         theta = _sample_theta(mu, self._alpha_t, beta, self._S(S), self._bound_t)
         if tau < 1: theta = mu + tau * (theta - mu)
         views = self.views(x, theta)
         log_probs = self.classify(x, theta, views)
-        loss, nll, kl = _elbo_loss(log_probs, y, self._alpha_t, beta, tau * self.w, self._alpha0_t, self._beta0_t)
+        loss, nll, kl = _elbo_loss(log_probs, y, self._alpha_t, beta, tau * self.w,
+                                   self._alpha0_t, self._beta0_t)
         if self.training: self.steps += 1
-        return loss, {"nll": nll.detach(), "kl": kl.detach(), "empty": empty_fraction(views, x), "tau": tau}
+        return loss, {"nll": nll.detach(), "kl": kl.detach(),
+                      "empty": empty_fraction(views, x), "tau": tau}
 
     def predict(self, x: Tensor, S: int | None = None) -> Tensor:
-        "log (1/S sum_s p(y | T_theta_s(x))), shape (B, K), with S_test samples by default (eq. 19)."
+        """log (1/S sum_s p(y | T_theta_s(x))), shape (B, K), with S_test samples by
+        default (eq. 19)."""
         return predictive_log_prob(self(x, self.S_test if S is None else S))
 
     def predict_mean(self, x: Tensor) -> Tensor:

@@ -14,21 +14,24 @@ from .conventions import expect_shape
 
 # %% ../nbs/02_sampling.ipynb #22337c91
 def integer_kernel(d: torch.Tensor) -> torch.Tensor:
-    """STN eq. 4: 1 where `d` rounds to 0 (-0.5 <= d < 0.5), else 0. `d` = sampling coordinate minus pixel
-    index, in pixels (any shape)."""
+    """STN eq. 4: 1 where `d` rounds to 0 (-0.5 <= d < 0.5), else 0. `d` = sampling
+    coordinate minus pixel index, in pixels (any shape)."""
     return ((d >= -0.5) & (d < 0.5)).to(d.dtype)
 
 
 def bilinear_kernel(d: torch.Tensor) -> torch.Tensor:
-    "STN eq. 5: the tent max(0, 1 - |d|); `d` = sampling coordinate minus pixel index, in pixels (any shape)."
+    """STN eq. 5: the tent max(0, 1 - |d|); `d` = sampling coordinate minus pixel index,
+    in pixels (any shape)."""
     return (1 - d.abs()).clamp(min=0)
 
 # %% ../nbs/02_sampling.ipynb #7406cd3c
 def bilinear_kernel_grad(d: torch.Tensor) -> torch.Tensor:
-    """Right-sided derivative of `bilinear_kernel` with respect to `d`: +1 on [-1, 0), -1 on [0, 1), 0 elsewhere.
+    """Right-sided derivative of `bilinear_kernel` with respect to `d`: +1 on [-1, 0),
+    -1 on [0, 1), 0 elsewhere.
 
-    This is the (sub-)gradient choice the sampler makes at the kinks d = -1, 0, 1 (the cell of a point is found
-    with floor), so that eq. 7 gives the right-sided slope of V at integer coordinates."""
+    This is the (sub-)gradient choice the sampler makes at the kinks d = -1, 0, 1 (the
+    cell of a point is found with floor), so that eq. 7 gives the right-sided slope of V
+    at integer coordinates."""
     return ((d >= -1) & (d < 0)).to(d.dtype) - ((d >= 0) & (d < 1)).to(d.dtype)
 
 # %% ../nbs/02_sampling.ipynb #a844fab7
@@ -37,32 +40,38 @@ def _pixel_scale(n: int, align_corners: bool) -> float:
     return (n - 1) / 2 if align_corners else n / 2
 
 # %% ../nbs/02_sampling.ipynb #41ea4335
-_PAD = 2  # zeros added on each side of every spatial axis: each corner index that can occur is then valid
+#| code-fold: true
+_PAD = 2  # zeros added on each side of every spatial axis: every corner index is valid
 
 
 def _pixel_coords(g: torch.Tensor, n: int, padding_mode: str, align_corners: bool):
-    """One grid axis `g` (normalised, any shape) along an axis of `n` pixels -> (floor, fraction, chain).
+    """One grid axis `g` (normalised, any shape) along an axis of `n` pixels
+    -> (floor, fraction, chain).
 
-    The pixel coordinate is shifted by `_PAD` (it indexes the padded input) and clamped as the padding mode
-    needs; `chain` is d(pixel)/d(normalised), set to 0 where `border` clamped the coordinate."""
+    The pixel coordinate is shifted by `_PAD` (it indexes the padded input) and clamped
+    as the padding mode needs; `chain` is d(pixel)/d(normalised), set to 0 where
+    `border` clamped the coordinate."""
     scale = _pixel_scale(n, align_corners)
     q = g.mul(scale).add_(scale + _PAD - (0 if align_corners else 0.5))
     if padding_mode == "border":
         chain = ((q > _PAD) & (q < n - 1 + _PAD)).to(q.dtype).mul_(scale)
         q.clamp_(_PAD, n - 1 + _PAD)
-    else:  # zeros: beyond [-2, n] both corners read padding, so clamping changes neither value nor slope
+    else:  # zeros: beyond [-2, n] both corners read padding: clamping changes nothing
         chain = scale
         q.clamp_(0, n + _PAD)
     return q.long(), q.frac_(), chain
 
 
 def _corner_offsets(strides: list[int]) -> list[int]:
-    "Flat offset of corner c from the base index; bit k of c selects the upper neighbour along axis k."
-    return [sum(s for k, s in enumerate(strides) if c >> k & 1) for c in range(2 ** len(strides))]
+    """Flat offset of corner c from the base index; bit k of c selects the upper
+    neighbour along axis k."""
+    return [sum(s for k, s in enumerate(strides) if c >> k & 1)
+            for c in range(2 ** len(strides))]
 
 
 def _layout(input: torch.Tensor, grid: torch.Tensor):
-    "Sizes both samplers need: (B, C, sizes, d, out, P, padded, g) with the grid flattened to (B, P, d)."
+    """Sizes both samplers need: (B, C, sizes, d, out, P, padded, g) with the grid
+    flattened to (B, P, d)."""
     B, C, *sizes = input.shape
     d, out = len(sizes), grid.shape[1:-1]
     P = math.prod(out)
@@ -70,13 +79,15 @@ def _layout(input: torch.Tensor, grid: torch.Tensor):
 
 
 def _unpad(gU: torch.Tensor, sizes: list[int], padded: list[int]) -> torch.Tensor:
-    "The gradient scattered into the padded, flattened input (B, C, prod(padded)), cropped back to (B, C, *sizes)."
+    """The gradient scattered into the padded, flattened input (B, C, prod(padded)),
+    cropped back to (B, C, *sizes)."""
     crop = (slice(None), slice(None)) + tuple(slice(_PAD, _PAD + n) for n in sizes)
     return gU.view(*gU.shape[:2], *padded)[crop]
 
 
 def _split_by_weights(t: torch.Tensor, fs: list[torch.Tensor]) -> list[torch.Tensor]:
-    "`t` times each corner's weight prod_k (f_k or 1 - f_k), in corner order, sharing the products."
+    """`t` times each corner's weight prod_k (f_k or 1 - f_k), in corner order, sharing
+    the products."""
     parts = [t]
     for f in fs:
         upper = [p * f[:, None, :] for p in parts]
@@ -85,29 +96,36 @@ def _split_by_weights(t: torch.Tensor, fs: list[torch.Tensor]) -> list[torch.Ten
 
 # %% ../nbs/02_sampling.ipynb #f856a501
 class LinearSample(torch.autograd.Function):
-    """Linear (d=1), bilinear (d=2) or trilinear (d=3) sampling with the hand-derived backward of STN eq. 6-7.
+    """Linear (d=1), bilinear (d=2) or trilinear (d=3) sampling with the hand-derived
+    backward of STN eq. 6-7.
 
-    `LinearSample.apply(input, grid, padding_mode, align_corners)`; call it through `sample`, which checks its
-    input. `input` is (B, C, *spatial) with d = 1, 2 or 3 spatial axes, `grid` is (B, *out, d) in normalised
-    coordinates, last axis (x[, y[, z]]), mapping each target point to the source point it reads. Returns
-    (B, C, *out). `padding_mode` is "zeros" or "border". At integer pixel coordinates the grid gradient is the
-    right-sided slope (floor convention, as in `F.grid_sample`). Not twice differentiable."""
+    `LinearSample.apply(input, grid, padding_mode, align_corners)`; call it through
+    `sample`, which checks its input. `input` is (B, C, *spatial) with d = 1, 2 or 3
+    spatial axes, `grid` is (B, *out, d) in normalised coordinates, last axis
+    (x[, y[, z]]), mapping each target point to the source point it reads. Returns
+    (B, C, *out). `padding_mode` is "zeros" or "border". At integer pixel coordinates
+    the grid gradient is the right-sided slope (floor convention, as in
+    `F.grid_sample`). Not twice differentiable."""
 
     @staticmethod
     def forward(ctx, input, grid, padding_mode="zeros", align_corners=False):
         B, C, sizes, d, out, P, padded, g = _layout(input, grid)
-        strides = [math.prod(padded[d - k:]) for k in range(d)]          # flat strides of x, y, z
+        # flat strides of x, y, z
+        strides = [math.prod(padded[d - k:]) for k in range(d)]
         base, fs, chains = None, [], []
         for k in range(d):
-            i, f, chain = _pixel_coords(g[..., k], sizes[d - 1 - k], padding_mode, align_corners)
+            i, f, chain = _pixel_coords(g[..., k], sizes[d - 1 - k], padding_mode,
+                                        align_corners)
             base = i if base is None else base.add_(i, alpha=strides[k])
             fs.append(f); chains.append(chain)
         U = F.pad(input, [_PAD] * (2 * d)).reshape(B, C, -1)
-        index = [(base + o if o else base)[:, None, :].expand(B, C, P) for o in _corner_offsets(strides)]
-        rounds = [[U.gather(2, i) for i in index]]                        # corner values
-        for k in range(d):                                                # interpolate along x, then y, z
+        index = [(base + o if o else base)[:, None, :].expand(B, C, P)
+                 for o in _corner_offsets(strides)]
+        rounds = [[U.gather(2, i) for i in index]]  # corner values
+        for k in range(d):  # interpolate along x, then y, z
             v, w = rounds[-1], fs[k][:, None, :]
-            rounds.append([torch.lerp(v[2 * j], v[2 * j + 1], w) for j in range(len(v) // 2)])
+            rounds.append([torch.lerp(v[2 * j], v[2 * j + 1], w)
+                           for j in range(len(v) // 2)])
         keep = [v for r in rounds[:-1] for v in r] if ctx.needs_input_grad[1] else []
         ctx.save_for_backward(*index, *fs, *keep)
         ctx.meta = (input.shape, grid.shape, padded, chains)
@@ -123,12 +141,12 @@ class LinearSample(torch.autograd.Function):
         P = fs[0].shape[1]
         gV = grad_out.reshape(B, C, P)
         grad_input = grad_grid = None
-        if ctx.needs_input_grad[0]:                                       # eq. 6: scatter the corner shares
+        if ctx.needs_input_grad[0]:  # eq. 6: scatter the corner shares
             gU = gV.new_zeros(B, C, math.prod(padded))
             for i, share in zip(index, _split_by_weights(gV, fs)):
                 gU.scatter_add_(2, i, share)
             grad_input = _unpad(gU, sizes, padded)
-        if ctx.needs_input_grad[1]:                                       # eq. 7: a difference in round k
+        if ctx.needs_input_grad[1]:  # eq. 7: a difference in round k
             rounds, start = [], 0
             for k in range(d):
                 rounds.append(kept[start:start + 2 ** (d - k)]); start += 2 ** (d - k)
@@ -138,7 +156,8 @@ class LinearSample(torch.autograd.Function):
                 v = [v[2 * j + 1] - v[2 * j] for j in range(len(v) // 2)]
                 for j in range(k + 1, d):
                     w = fs[j][:, None, :]
-                    v = [torch.lerp(v[2 * m], v[2 * m + 1], w) for m in range(len(v) // 2)]
+                    v = [torch.lerp(v[2 * m], v[2 * m + 1], w)
+                         for m in range(len(v) // 2)]
                 dV = gV * v[0]
                 dV = dV.view(B, P) if C == 1 else dV.sum(1)
                 torch.mul(dV, chains[k], out=grad_grid[..., k])
@@ -146,11 +165,14 @@ class LinearSample(torch.autograd.Function):
         return grad_input, grad_grid, None, None
 
 # %% ../nbs/02_sampling.ipynb #dd6ac3ab
+#| code-fold: true
 class NearestSample(torch.autograd.Function):
-    """Nearest-neighbour sampling (STN eq. 4): same shapes and conventions as `LinearSample`.
+    """Nearest-neighbour sampling (STN eq. 4): same shapes and conventions as
+    `LinearSample`.
 
-    Backward: the gradient with respect to `input` goes to the copied pixel; the gradient with respect to `grid`
-    is zero (the integer kernel is piecewise constant). Call it through `sample(..., mode="nearest")`."""
+    Backward: the gradient with respect to `input` goes to the copied pixel; the
+    gradient with respect to `grid` is zero (the integer kernel is piecewise constant).
+    Call it through `sample(..., mode="nearest")`."""
 
     @staticmethod
     def forward(ctx, input, grid, padding_mode="zeros", align_corners=False):
@@ -161,12 +183,13 @@ class NearestSample(torch.autograd.Function):
             scale = _pixel_scale(n, align_corners)
             p = g[..., k].mul(scale).add_(scale - (0 if align_corners else 0.5))
             if padding_mode == "border": p.clamp_(0, n - 1)
-            p = p.round_().clamp_(-1, n)                                  # -1 and n read the zero padding
+            p = p.round_().clamp_(-1, n)  # -1 and n read the zero padding
             index = index + (p.long() + _PAD) * math.prod(padded[d - k:])
         index = index[:, None, :].expand(B, C, P)
         ctx.save_for_backward(index)
         ctx.meta = (input.shape, grid.shape, padded)
-        return F.pad(input, [_PAD] * (2 * d)).reshape(B, C, -1).gather(2, index).reshape(B, C, *out)
+        U = F.pad(input, [_PAD] * (2 * d)).reshape(B, C, -1)
+        return U.gather(2, index).reshape(B, C, *out)
 
     @staticmethod
     @once_differentiable
@@ -183,40 +206,55 @@ class NearestSample(torch.autograd.Function):
         return grad_input, grad_grid, None, None
 
 # %% ../nbs/02_sampling.ipynb #13f5a767
+#| code-fold: true
 _SHAPES = {1: "(B, C, L)", 2: "(B, C, H, W)", 3: "(B, C, D, H, W)"}
 
 
-def sample(input: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+def sample(input: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear",
+           padding_mode: str = "zeros",
            align_corners: bool = False) -> torch.Tensor:
-    """Sample `input` at the points of `grid` (target -> source), like `F.grid_sample`, for 1, 2 or 3 axes.
+    """Sample `input` at the points of `grid` (target -> source), like `F.grid_sample`,
+    for 1, 2 or 3 axes.
 
-    `input`: (B, C, L), (B, C, H, W) or (B, C, D, H, W); d = input.ndim - 2 spatial axes.
-    `grid`: (B, *out, d), normalised coordinates in [-1, 1] (points outside are allowed), last axis ordered
-    (x[, y[, z]]) = (along W[, along H[, along D]]); entry grid[b, *i] is where output pixel i reads in the source.
+    `input`: (B, C, L), (B, C, H, W) or (B, C, D, H, W); d = input.ndim - 2 spatial
+    axes.
+    `grid`: (B, *out, d), normalised coordinates in [-1, 1] (points outside are
+    allowed), last axis ordered (x[, y[, z]]) = (along W[, along H[, along D]]); entry
+    grid[b, *i] is where output pixel i reads in the source.
     Returns (B, C, *out).
-    `mode`: "bilinear" (linear / bilinear / trilinear for d = 1 / 2 / 3, STN eq. 5, gradients eq. 6-7) or
-    "nearest" (eq. 4; zero gradient for the grid). `padding_mode`: "zeros" or "border". `align_corners`: False
-    means ±1 are the outer edges of the corner pixels, True their centres (see `pstn.conventions`).
-    Raises ValueError on wrong shapes, a batch mismatch, unknown modes or a non-finite grid."""
+    `mode`: "bilinear" (linear / bilinear / trilinear for d = 1 / 2 / 3, STN eq. 5,
+    gradients eq. 6-7) or "nearest" (eq. 4; zero gradient for the grid). `padding_mode`:
+    "zeros" or "border". `align_corners`: False means ±1 are the outer edges of the
+    corner pixels, True their centres (see `pstn.conventions`).
+    Raises ValueError on wrong shapes, a batch mismatch, unknown modes or a non-finite
+    grid."""
     if not isinstance(input, torch.Tensor) or input.ndim - 2 not in _SHAPES:
-        got = f"shape {tuple(input.shape)}" if isinstance(input, torch.Tensor) else type(input).__name__
-        raise ValueError(f"input: expected {', '.join(_SHAPES.values())} (1, 2 or 3 spatial dimensions), got {got}")
+        got = (f"shape {tuple(input.shape)}" if isinstance(input, torch.Tensor)
+               else type(input).__name__)
+        raise ValueError(f"input: expected {', '.join(_SHAPES.values())} (1, 2 or 3 "
+                         f"spatial dimensions), got {got}")
     d = input.ndim - 2
     sizes = expect_shape(input, ("B", "C") + (None,) * d, "input")
     if isinstance(grid, torch.Tensor) and grid.ndim == d + 2 and grid.shape[-1] != d:
-        raise ValueError(f"grid: expected last axis of size {d} (coordinates (x, y, z)[:{d}] for a {d}-D input "
+        raise ValueError(f"grid: expected last axis of size {d} (coordinates (x, y, "
+                         f"z)[:{d}] for a {d}-D input "
                          f"{_SHAPES[d]}), got shape {tuple(grid.shape)}")
     expect_shape(grid, ("B",) + (None,) * d + (d,), "grid", sizes={"B": sizes["B"]})
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode: expected 'bilinear' or 'nearest', got {mode!r}")
     if padding_mode not in ("zeros", "border"):
-        raise ValueError(f"padding_mode: expected 'zeros' or 'border', got {padding_mode!r}")
+        raise ValueError("padding_mode: expected 'zeros' or 'border', got "
+                         f"{padding_mode!r}")
     if not input.is_floating_point() or grid.dtype != input.dtype:
-        raise ValueError(f"grid: expected the input's floating dtype, got input {input.dtype} and grid {grid.dtype}")
+        raise ValueError("grid: expected the input's floating dtype, got input "
+                         f"{input.dtype} and grid {grid.dtype}")
     if grid.device != input.device:
-        raise ValueError(f"grid: expected device {input.device} (the input's), got {grid.device}")
-    if not torch.isfinite(grid.detach().sum()):                       # one cheap reduction; count only if needed
+        raise ValueError(f"grid: expected device {input.device} (the input's), got "
+                         f"{grid.device}")
+    # one cheap reduction; count only if needed
+    if not torch.isfinite(grid.detach().sum()):
         bad = (~torch.isfinite(grid)).sum().item()
-        if bad: raise ValueError(f"grid: expected finite coordinates, got {bad} non-finite value(s)")
+        if bad: raise ValueError(f"grid: expected finite coordinates, got {bad} "
+                                 "non-finite value(s)")
     fn = LinearSample if mode == "bilinear" else NearestSample
     return fn.apply(input, grid, padding_mode, bool(align_corners))

@@ -14,24 +14,32 @@ from .conventions import expect_shape, values_readable
 from .families import Family, get_family
 
 # %% ../nbs/08_stn.ipynb #dc89e0d4
-def conv_net(in_shape: tuple, out_features: int, channels: tuple = (8, 16), hidden: int = 92,
+def conv_net(in_shape: tuple, out_features: int, channels: tuple = (8, 16),
+             hidden: int = 92,
              kernel: int = 5, dropout: float = 0.0) -> nn.Sequential:
-    """[Conv, MaxPool(2), ReLU] x len(channels), then Linear(hidden), ReLU, (Dropout), Linear(out_features).
+    """[Conv, MaxPool(2), ReLU] x len(channels), then Linear(hidden), ReLU, (Dropout),
+    Linear(out_features).
 
-    `in_shape` is one input without the batch: `(C, L)` builds 1-D convolutions (series), `(C, H, W)` 2-D ones
-    (images). Convolutions are unpadded ('valid'), so every spatial size must stay >= 1 after each block; the
-    error says which block fails. Returns scores (no softmax), shape (B, out_features)."""
+    `in_shape` is one input without the batch: `(C, L)` builds 1-D convolutions
+    (series), `(C, H, W)` 2-D ones (images). Convolutions are unpadded ('valid'), so
+    every spatial size must stay >= 1 after each block; the error says which block
+    fails. Returns scores (no softmax), shape (B, out_features)."""
     if not isinstance(in_shape, (tuple, list)) or len(in_shape) not in (2, 3) \
             or not all(isinstance(s, int) and s > 0 for s in in_shape):
-        raise ValueError(f"conv_net: expected in_shape (C, L) or (C, H, W) of positive ints, got {in_shape!r}")
-    if not channels: raise ValueError("conv_net: expected at least one convolution block, got channels=()")
-    conv, pool = (nn.Conv1d, nn.MaxPool1d) if len(in_shape) == 2 else (nn.Conv2d, nn.MaxPool2d)
+        raise ValueError("conv_net: expected in_shape (C, L) or (C, H, W) of positive "
+                         f"ints, got {in_shape!r}")
+    if not channels: raise ValueError("conv_net: expected at least one convolution "
+                                      "block, got channels=()")
+    one_d = len(in_shape) == 2
+    conv, pool = (nn.Conv1d, nn.MaxPool1d) if one_d else (nn.Conv2d, nn.MaxPool2d)
     layers, c, spatial = [], in_shape[0], list(in_shape[1:])
     for i, ch in enumerate(channels):
         spatial = [(s - kernel + 1) // 2 for s in spatial]
         if min(spatial) < 1:
-            raise ValueError(f"conv_net: input {tuple(in_shape)} is too small for block {i + 1} "
-                             f"(kernel {kernel}, pooling 2): expected a larger input or fewer blocks")
+            raise ValueError(f"conv_net: input {tuple(in_shape)} is too small for "
+                             f"block {i + 1} "
+                             f"(kernel {kernel}, pooling 2): expected a larger input "
+                             "or fewer blocks")
         layers += [conv(c, ch, kernel), pool(2), nn.ReLU()]
         c = ch
     layers += [nn.Flatten(), nn.Linear(c * math.prod(spatial), hidden), nn.ReLU()]
@@ -42,13 +50,16 @@ def conv_net(in_shape: tuple, out_features: int, channels: tuple = (8, 16), hidd
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `module` (each shared tensor counted once)."
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+    return sum(p.numel() for p in module.parameters() if p.requires_grad
+               or not trainable_only)
 
 # %% ../nbs/08_stn.ipynb #cd050076
 def identity_head(in_features: int, family: Family) -> nn.Linear:
-    "Linear layer (in_features -> family.n_params) with zero weights and bias = the family's identity."
+    """Linear layer (in_features -> family.n_params) with zero weights and bias = the
+    family's identity."""
     if not isinstance(family, Family):
-        raise ValueError(f"identity_head: expected a Family (see pstn.families.get_family), got {type(family).__name__}")
+        raise ValueError("identity_head: expected a Family (see "
+                         f"pstn.families.get_family), got {type(family).__name__}")
     head = nn.Linear(in_features, family.n_params)
     with torch.no_grad():
         head.weight.zero_()
@@ -56,39 +67,50 @@ def identity_head(in_features: int, family: Family) -> nn.Linear:
     return head
 
 # %% ../nbs/08_stn.ipynb #26ef73a4
+#| code-fold: true
 class NonFiniteError(FloatingPointError):
-    "A model produced non-finite values (transformation parameters or loss); training stops at that step."
+    """A model produced non-finite values (transformation parameters or loss); training
+    stops at that step."""
 
 
 def _check_family_input(family: Family, in_shape: tuple, who: str) -> tuple:
     if not isinstance(family, Family):
-        raise ValueError(f"{who}: expected a Family (see pstn.families.get_family), got {type(family).__name__}")
+        raise ValueError(f"{who}: expected a Family (see pstn.families.get_family), "
+                         f"got {type(family).__name__}")
     in_shape = tuple(in_shape)
     if len(in_shape) != family.ndim + 1:
         want = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}[family.ndim]
-        raise ValueError(f"{who}: family {family.name!r} acts on {family.ndim}-D inputs, so expected in_shape "
+        raise ValueError(f"{who}: family {family.name!r} acts on {family.ndim}-D "
+                         "inputs, so expected in_shape "
                          f"{want}, got {in_shape}")
     return in_shape
 
 
 def _run_on_zeros(module: nn.Module, shape: tuple, what: str, who: str) -> Tensor:
-    """`module` (in eval mode, without gradients) on zeros of shape (1, *shape), in its own dtype and device.
+    """`module` (in eval mode, without gradients) on zeros of shape (1, *shape), in its
+    own dtype and device.
 
-    A module built for other inputs fails inside PyTorch; that error becomes a `ValueError` naming the expected
-    input, and, when the first convolution of `module` takes another number of channels, both channel counts."""
+    A module built for other inputs fails inside PyTorch; that error becomes a
+    `ValueError` naming the expected input, and, when the first convolution of `module`
+    takes another number of channels, both channel counts."""
     p = next(module.parameters(), None)
     was = module.training
     module.eval()
     try:
         with torch.no_grad():
-            return module(torch.zeros(1, *shape, dtype=p.dtype if p is not None else None,
+            return module(torch.zeros(1, *shape,
+                                      dtype=p.dtype if p is not None else None,
                                       device=p.device if p is not None else None))
     except (RuntimeError, ValueError) as e:
-        conv = next((m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+        conv = next((m for m in module.modules()
+                     if isinstance(m, nn.modules.conv._ConvNd)), None)
         if conv is not None and conv.in_channels != shape[0]:
-            raise ValueError(f"{who}: the {what} does not accept inputs of shape {tuple(shape)}: its first layer "
-                             f"{type(conv).__name__} expects {conv.in_channels} input channels, got {shape[0]}") from e
-        raise ValueError(f"{who}: the {what} does not accept inputs of shape {tuple(shape)}: calling it on zeros of "
+            raise ValueError(f"{who}: the {what} does not accept inputs of shape "
+                             f"{tuple(shape)}: its first layer "
+                             f"{type(conv).__name__} expects {conv.in_channels} input "
+                             f"channels, got {shape[0]}") from e
+        raise ValueError(f"{who}: the {what} does not accept inputs of shape "
+                         f"{tuple(shape)}: calling it on zeros of "
                          f"shape {(1, *shape)} raised {type(e).__name__}: {e}") from e
     finally:
         module.train(was)
@@ -97,33 +119,40 @@ def _run_on_zeros(module: nn.Module, shape: tuple, what: str, who: str) -> Tenso
 def _feature_size(trunk: nn.Module, in_shape: tuple, who: str) -> int:
     h = _run_on_zeros(trunk, in_shape, "localiser (in_shape)", who)
     if h.ndim != 2:
-        raise ValueError(f"{who}: expected the localiser to output features (B, F), got shape {tuple(h.shape)}")
+        raise ValueError(f"{who}: expected the localiser to output features (B, F), "
+                         f"got shape {tuple(h.shape)}")
     return h.shape[1]
 
 
 def _check_finite(t: Tensor, what: str) -> Tensor:
-    """Raise `NonFiniteError` if `t` has non-finite entries; on the CPU only (on a GPU, reading the answer would
-    make the host wait for the device every step; there the training loop's check of the loss catches it)."""
+    """Raise `NonFiniteError` if `t` has non-finite entries; on the CPU only (on a GPU,
+    reading the answer would make the host wait for the device every step; there the
+    training loop's check of the loss catches it)."""
     if values_readable(t) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).flatten(1).any(1).sum())
-        raise NonFiniteError(f"{what}: non-finite values for {bad} of {t.shape[0]} items "
-                             f"(try a smaller learning rate, or check the input for NaN)")
+        raise NonFiniteError(f"{what}: non-finite values for {bad} of {t.shape[0]} "
+                             "items "
+                             "(try a smaller learning rate, or check the input for "
+                             "NaN)")
     return t
 
 
 def empty_fraction(views: Tensor, x: Tensor, tol: float = 1e-3) -> Tensor:
-    """Fraction of the transformed inputs `views` (S*B, C, ...) that show nothing of their input `x` (B, C, ...).
+    """Fraction of the transformed inputs `views` (S*B, C, ...) that show nothing of
+    their input `x` (B, C, ...).
 
-    Row r of `views` is a view of input r mod B (sample-major, S >= 1 views per input). It counts as empty when its
-    largest |value| is at most `tol` times the largest |value| of its input: the window lies off the input (zero
-    padding) or on a blank part of it. Inputs that are all zero are never counted. A detached scalar tensor."""
+    Row r of `views` is a view of input r mod B (sample-major, S >= 1 views per input).
+    It counts as empty when its largest |value| is at most `tol` times the largest
+    |value| of its input: the window lies off the input (zero padding) or on a blank
+    part of it. Inputs that are all zero are never counted. A detached scalar tensor."""
     v = views.detach().flatten(1).abs().amax(1).view(-1, x.shape[0])
     ref = x.detach().flatten(1).abs().amax(1)
     return ((v <= tol * ref) & (ref > 0)).float().mean()
 
-
+# %% ../nbs/08_stn.ipynb #386238d5
 class CNN(nn.Module):
-    "A classifier without a transformer (the papers' CNN baseline): `net` maps inputs to class scores."
+    """A classifier without a transformer (the papers' CNN baseline): `net` maps
+    inputs to class scores."""
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
@@ -143,48 +172,59 @@ class CNN(nn.Module):
 
 
 class STN(CNN):
-    """Spatial transformer: theta = head(localiser(x)), x_t = family.apply(x, theta), log p(y | x_t).
+    """Spatial transformer: theta = head(localiser(x)), x_t = family.apply(x, theta),
+    log p(y | x_t).
 
-    `family`: a `pstn.families.Family`; `localiser`: module (B, *in_shape) -> features (B, F);
-    `classifier` (`net`): module (B, C, *out_size) -> class scores (B, K); `in_shape`: one input, (C, L) or
-    (C, H, W). `out_size`: the transformed input's spatial size (default: the input's). `align_corners`,
-    `padding_mode` ("zeros" or "border") and `sampler` ("torch" or "book") go to `Family.apply`.
-    The localiser's last layer (`self.head`) starts at the family's identity (`identity_head`)."""
-    def __init__(self, family: Family, localiser: nn.Module, classifier: nn.Module, in_shape: tuple,
-                 out_size: tuple | None = None, align_corners: bool = False, padding_mode: str = "zeros",
+    `family`: a `pstn.families.Family`; `localiser`: module (B, *in_shape) -> features
+    (B, F); `classifier` (`net`): module (B, C, *out_size) -> class scores (B, K);
+    `in_shape`: one input, (C, L) or (C, H, W). `out_size`: the transformed input's
+    spatial size (default: the input's). `align_corners`, `padding_mode` ("zeros" or
+    "border") and `sampler` ("torch" or "book") go to `Family.apply`.
+    The localiser's last layer (`self.head`) starts at the family's identity
+    (`identity_head`)."""
+    def __init__(self, family: Family, localiser: nn.Module, classifier: nn.Module,
+                 in_shape: tuple, out_size: tuple | None = None,
+                 align_corners: bool = False, padding_mode: str = "zeros",
                  sampler: str = "torch"):
         super().__init__(classifier)
         who = type(self).__name__
         self.in_shape = _check_family_input(family, in_shape, who)
         self.family, self.localiser = family, localiser
         self.out_size = tuple(out_size) if out_size is not None else self.in_shape[1:]
-        self.align_corners, self.padding_mode, self.sampler = align_corners, padding_mode, sampler
+        self.align_corners, self.padding_mode = align_corners, padding_mode
+        self.sampler = sampler
         self.n_features = _feature_size(localiser, self.in_shape, who)
-        _run_on_zeros(classifier, (self.in_shape[0], *self.out_size), "classifier (C of in_shape, out_size)", who)
+        _run_on_zeros(classifier, (self.in_shape[0], *self.out_size),
+                      "classifier (C of in_shape, out_size)", who)
         self.head = identity_head(self.n_features, family)
 
     def features(self, x: Tensor) -> Tensor:
-        "The localiser trunk's features (B, F), after checking the input's shape and dtype."
+        "The localiser's features (B, F), after checking the input's shape and dtype."
         expect_shape(x, ("B",) + self.in_shape, f"{type(self).__name__} input")
-        if x.dtype != self.head.weight.dtype:                           # never promoted: see 00_conventions
-            raise ValueError(f"{type(self).__name__} input: expected dtype {self.head.weight.dtype} (the model's "
-                             f"weights), got {x.dtype} (cast one of them, e.g. x.to({self.head.weight.dtype}))")
+        if x.dtype != self.head.weight.dtype:  # never promoted: see 00_conventions
+            raise ValueError(f"{type(self).__name__} input: expected dtype "
+                             f"{self.head.weight.dtype} (the model's weights), got "
+                             f"{x.dtype} (cast one of them, e.g. "
+                             f"x.to({self.head.weight.dtype}))")
         return self.localiser(x)
 
     def theta(self, x: Tensor) -> Tensor:
         "Transformation parameters (B, P) predicted for `x` (B, *in_shape)."
-        return _check_finite(self.head(self.features(x)), f"{type(self).__name__} localiser output theta")
+        return _check_finite(self.head(self.features(x)),
+                             f"{type(self).__name__} localiser output theta")
 
     def transform(self, x: Tensor, theta: Tensor) -> Tensor:
         "`x` (B, C, *spatial) warped by `theta` (B, P): (B, C, *out_size)."
-        return self.family.apply(x, theta, self.out_size, self.align_corners, self.padding_mode, self.sampler)
+        return self.family.apply(x, theta, self.out_size, self.align_corners,
+                                 self.padding_mode, self.sampler)
 
     def forward(self, x: Tensor) -> Tensor:
         "Log-probabilities (B, K) of the classifier on the transformed input."
         return F.log_softmax(self.net(self.transform(x, self.theta(x))), -1)
 
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict]:
-        "Mean negative log-likelihood of `y` (B,); the parts add `empty`, the fraction of empty views (`empty_fraction`)."
+        """Mean negative log-likelihood of `y` (B,); the parts add `empty`, the
+        fraction of empty views (`empty_fraction`)."""
         views = self.transform(x, self.theta(x))
         nll = F.nll_loss(F.log_softmax(self.net(views), -1), y)
         return nll, {"nll": nll.detach(), "empty": empty_fraction(views, x)}

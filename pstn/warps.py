@@ -11,12 +11,15 @@ from .conventions import expect_shape, expect_finite, values_readable
 from .affine import regular_grid
 
 # %% ../nbs/03_warps.ipynb #0205a9ae
+#| code-fold: true
 def _expect_size(size) -> tuple[int, int]:
     "Check that `size` is a 2-D output size (H, W) of positive integers and return it."
     ok = (isinstance(size, (tuple, list, torch.Size)) and len(size) == 2
-          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size))
+          and all(isinstance(s, int) and not isinstance(s, bool)
+                  and s >= 1 for s in size))
     if not ok:
-        raise ValueError(f"size: expected a 2-D output size (H, W) of positive integers, got {size!r}")
+        raise ValueError("size: expected a 2-D output size (H, W) of positive "
+                         f"integers, got {size!r}")
     return int(size[0]), int(size[1])
 
 # %% ../nbs/03_warps.ipynb #bbb17e56
@@ -24,127 +27,163 @@ PROJECTIVE_IDENTITY = (1., 0., 0., 0., 1., 0., 0., 0.)
 
 
 def projective_matrix(theta: torch.Tensor) -> torch.Tensor:
-    """Projective parameters `theta` (B, 8) = (h11, h12, h13, h21, h22, h23, h31, h32) -> matrices H (B, 3, 3).
+    """Projective parameters `theta` (B, 8) = (h11, h12, h13, h21, h22, h23, h31, h32)
+    -> matrices H (B, 3, 3).
 
-    The missing entry h33 is fixed to 1. H acts on homogeneous normalised target coordinates (x, y, 1) and gives
-    the source point they read from (target -> source); see `projective_points`."""
+    The missing entry h33 is fixed to 1. H acts on homogeneous normalised target
+    coordinates (x, y, 1) and gives the source point they read from (target -> source);
+    see `projective_points`."""
     expect_shape(theta, ("B", 8), "theta")
     expect_finite(theta, "theta")
     ones = torch.ones_like(theta[:, :1])
     return torch.cat([theta, ones], dim=1).view(-1, 3, 3)
 
 # %% ../nbs/03_warps.ipynb #d60ec7b7
-def _projective_apply(Hm: torch.Tensor, points: torch.Tensor, eps: float, what: str) -> torch.Tensor:
-    "Homogeneous multiply then divide by w; raise (on the CPU) if any denominator is <= eps. `points` is (B, N, 2)."
+#| code-fold: true
+def _projective_apply(Hm: torch.Tensor, points: torch.Tensor,
+                      eps: float, what: str) -> torch.Tensor:
+    """Homogeneous multiply then divide by w; raise (on the CPU) if any denominator is
+    <= eps. `points` is (B, N, 2)."""
     ones = torch.ones_like(points[..., :1])
-    hom = torch.cat([points, ones], dim=-1) @ Hm.transpose(1, 2)      # (B, N, 3): rows (x~, y~, w)
+    # (B, N, 3): rows (x~, y~, w)
+    hom = torch.cat([points, ones], dim=-1) @ Hm.transpose(1, 2)
     w = hom[..., 2:]
-    if values_readable(w) and bool((w <= eps).any()):           # not on a GPU (see `values_readable`)
+    # not on a GPU (see `values_readable`)
+    if values_readable(w) and bool((w <= eps).any()):
         bad = int((w <= eps).sum())
-        raise ValueError(f"projective map undefined: expected the denominator h31*x + h32*y + 1 > {eps} at every "
-                         f"{what}, got {bad} of {w.numel()} with denominator <= {eps} (min {float(w.min()):.3g}); "
+        raise ValueError("projective map undefined: expected the denominator h31*x + "
+                         f"h32*y + 1 > {eps} at every "
+                         f"{what}, got {bad} of {w.numel()} with denominator <= {eps} "
+                         f"(min {float(w.min()):.3g}); "
                          "the line where it vanishes is mapped to infinity")
     return hom[..., :2] / w
 
 
-def projective_points(Hm: torch.Tensor, points: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Map points (B, N, 2) by homographies `Hm` (B, 3, 3): (x, y) -> (x~/w, y~/w), (x~, y~, w) = Hm (x, y, 1).
+def projective_points(Hm: torch.Tensor, points: torch.Tensor,
+                      eps: float = 1e-6) -> torch.Tensor:
+    """Map points (B, N, 2) by homographies `Hm` (B, 3, 3): (x, y) -> (x~/w, y~/w),
+    (x~, y~, w) = Hm (x, y, 1).
 
-    Points are normalised (x, y) coordinates; `Hm` should have h33 = 1 (see `projective_matrix`). For a warp, the
-    points are target coordinates and the result the source points they read from. Raises ValueError where the
-    denominator w = h31 x + h32 y + 1 is <= `eps` (there the map is undefined)."""
+    Points are normalised (x, y) coordinates; `Hm` should have h33 = 1 (see
+    `projective_matrix`). For a warp, the points are target coordinates and the result
+    the source points they read from. Raises ValueError where the denominator w = h31 x
+    + h32 y + 1 is <= `eps` (there the map is undefined)."""
     sizes = expect_shape(Hm, ("B", 3, 3), "Hm")
     expect_shape(points, ("B", None, 2), "points", sizes)
     expect_finite(Hm, "Hm"); expect_finite(points, "points")
     return _projective_apply(Hm, points, eps, "point")
 
 
-def projective_grid(Hm: torch.Tensor, size, align_corners: bool = False, eps: float = 1e-6) -> torch.Tensor:
-    """Sampling grid (B, H, W, 2) of the homographies `Hm` (B, 3, 3) for an output of `size` = (H, W).
+def projective_grid(Hm: torch.Tensor, size, align_corners: bool = False,
+                    eps: float = 1e-6) -> torch.Tensor:
+    """Sampling grid (B, H, W, 2) of the homographies `Hm` (B, 3, 3) for an output of
+    `size` = (H, W).
 
-    Each entry [b, i, j] is the normalised source point (x, y) that target pixel (row i, column j) reads from,
-    ready for `F.grid_sample` with the same `align_corners` (default False). Raises ValueError if the
-    denominator h31 x + h32 y + 1 is <= `eps` at any grid point."""
+    Each entry [b, i, j] is the normalised source point (x, y) that target pixel
+    (row i, column j) reads from, ready for `F.grid_sample` with the same
+    `align_corners` (default False). Raises ValueError if the denominator
+    h31 x + h32 y + 1 is <= `eps` at any grid point."""
     sizes = expect_shape(Hm, ("B", 3, 3), "Hm")
     expect_finite(Hm, "Hm")
     H, W = _expect_size(size)
     G = regular_grid((H, W), align_corners, Hm.dtype, Hm.device).reshape(1, H * W, 2)
-    return _projective_apply(Hm, G.expand(sizes["B"], -1, -1), eps, "grid point").view(-1, H, W, 2)
+    return _projective_apply(Hm, G.expand(sizes["B"], -1, -1), eps,
+                             "grid point").view(-1, H, W, 2)
 
 # %% ../nbs/03_warps.ipynb #7d0e781f
+#| code-fold: true
 def _expect_no_three_collinear(pts: torch.Tensor, name: str, tol: float = 1e-9) -> None:
     "pts (B, 4, 2): raise unless every triple spans a triangle of (doubled) area > tol."
     for i, j, k in ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)):
         u, v = pts[:, j] - pts[:, i], pts[:, k] - pts[:, i]
         area = (u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]).abs()
         if bool((area <= tol).any()):
-            raise ValueError(f"{name}: expected four points with no three on a line, got points {i}, {j}, {k} "
-                             f"collinear (doubled triangle area {float(area.min()):.3g})")
+            raise ValueError(f"{name}: expected four points with no three on a line, "
+                             f"got points {i}, {j}, {k} "
+                             "collinear (doubled triangle area "
+                             f"{float(area.min()):.3g})")
 
 
 def projective_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """Parameters theta (B, 8) of the homography that maps each `src[:, k]` exactly onto `dst[:, k]`.
+    """Parameters theta (B, 8) of the homography that maps each `src[:, k]` exactly onto
+    `dst[:, k]`.
 
-    `src`, `dst`: (B, 4, 2) normalised (x, y) points, no three collinear. For a sampling grid, `src` are target
-    points and `dst` the source points they should read from (target -> source). Solves the 8x8 direct linear
-    transform system with h33 = 1 by `torch.linalg.solve`, so the result is differentiable in both inputs."""
+    `src`, `dst`: (B, 4, 2) normalised (x, y) points, no three collinear. For a sampling
+    grid, `src` are target points and `dst` the source points they should read from
+    (target -> source). Solves the 8x8 direct linear transform system with h33 = 1 by
+    `torch.linalg.solve`, so the result is differentiable in both inputs."""
     sizes = expect_shape(src, ("B", 4, 2), "src")
     expect_shape(dst, ("B", 4, 2), "dst", sizes)
     expect_finite(src, "src"); expect_finite(dst, "dst")
     _expect_no_three_collinear(src, "src"); _expect_no_three_collinear(dst, "dst")
-    x, y, u, v = src[..., 0], src[..., 1], dst[..., 0], dst[..., 1]            # each (B, 4)
+    x, y, u, v = src[..., 0], src[..., 1], dst[..., 0], dst[..., 1]  # each (B, 4)
     one, zero = torch.ones_like(x), torch.zeros_like(x)
-    rows_u = torch.stack([x, y, one, zero, zero, zero, -x * u, -y * u], dim=-1)  # (B, 4, 8)
+    # (B, 4, 8)
+    rows_u = torch.stack([x, y, one, zero, zero, zero, -x * u, -y * u], dim=-1)
     rows_v = torch.stack([zero, zero, zero, x, y, one, -x * v, -y * v], dim=-1)
-    M = torch.stack([rows_u, rows_v], dim=2).reshape(-1, 8, 8)                 # rows u_1, v_1, u_2, v_2, ...
+    # rows u_1, v_1, u_2, v_2, ...
+    M = torch.stack([rows_u, rows_v], dim=2).reshape(-1, 8, 8)
     b = torch.stack([u, v], dim=-1).reshape(-1, 8, 1)
     return torch.linalg.solve(M, b)[..., 0]
 
 # %% ../nbs/03_warps.ipynb #cc02c708
 def tps_kernel(r2: torch.Tensor) -> torch.Tensor:
-    """Thin-plate-spline radial kernel U as a function of the squared distance: U = r2 * log(r2), U(0) = 0.
+    """Thin-plate-spline radial kernel U as a function of the squared distance:
+    U = r2 * log(r2), U(0) = 0.
 
     Safe at r2 = 0 in value and in gradient (both 0 there, no nan)."""
     tiny = torch.finfo(r2.dtype).tiny
     return torch.where(r2 > 0, r2 * torch.log(r2.clamp_min(tiny)), torch.zeros_like(r2))
 
 # %% ../nbs/03_warps.ipynb #d3ab4d20
+#| code-fold: true
 def tps_control_points(n: int = 4, dtype=None, device=None) -> torch.Tensor:
-    """Regular n x n grid of TPS control points over [-1, 1]^2 -> (n*n, 2), normalised (x, y).
+    """Regular n x n grid of TPS control points over [-1, 1]^2 -> (n*n, 2), normalised
+    (x, y).
 
-    Ordered like pixels: row by row (y from -1 down to 1), x fastest, so `.view(n, n, 2)[i, j]` is row i,
-    column j. The STN paper's TPS transformer uses n = 4 (16 points)."""
+    Ordered like pixels: row by row (y from -1 down to 1), x fastest, so
+    `.view(n, n, 2)[i, j]` is row i, column j. The STN paper's TPS transformer uses
+    n = 4 (16 points)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 2:
-        raise ValueError(f"n: expected an integer >= 2 (control points per side), got {n!r}")
-    t = torch.linspace(-1, 1, n, dtype=dtype or torch.get_default_dtype(), device=device)
+        raise ValueError("n: expected an integer >= 2 (control points per side), got "
+                         f"{n!r}")
+    t = torch.linspace(-1, 1, n, dtype=dtype or torch.get_default_dtype(),
+                       device=device)
     gy, gx = torch.meshgrid(t, t, indexing="ij")
     return torch.stack([gx, gy], dim=-1).reshape(n * n, 2)
 
 
 def tps_identity(K: int = 16) -> tuple:
-    "Identity parameters of a TPS with `K` control points: 2K zeros (no control point moves)."
+    """Identity parameters of a TPS with `K` control points: 2K zeros (no control point
+    moves)."""
     if not isinstance(K, int) or isinstance(K, bool) or K < 3:
-        raise ValueError(f"K: expected an integer >= 3 (number of control points), got {K!r}")
+        raise ValueError("K: expected an integer >= 3 (number of control points), got "
+                         f"{K!r}")
     return (0.,) * (2 * K)
 
 # %% ../nbs/03_warps.ipynb #9c7add7d
+#| code-fold: true
 def _expect_control_points(control_points: torch.Tensor) -> int:
     "Check control points (K, 2): finite, distinct, not all collinear. Return K."
     K = expect_shape(control_points, ("K", 2), "control_points")["K"]
     expect_finite(control_points, "control_points")
     if K < 3:
-        raise ValueError(f"control_points: expected at least 3 points, got shape {tuple(control_points.shape)}")
+        raise ValueError("control_points: expected at least 3 points, got shape "
+                         f"{tuple(control_points.shape)}")
     d2 = torch.cdist(control_points, control_points) ** 2
     if bool((d2 + torch.eye(K, dtype=d2.dtype, device=d2.device) <= 0).any()):
-        raise ValueError("control_points: expected distinct points, got a repeated point")
+        raise ValueError("control_points: expected distinct points, got a repeated "
+                         "point")
     P = torch.cat([torch.ones_like(control_points[:, :1]), control_points], dim=1)
     if int(torch.linalg.matrix_rank(P)) < 3:
-        raise ValueError("control_points: expected points not all on one line, got collinear points")
+        raise ValueError("control_points: expected points not all on one line, got "
+                         "collinear points")
     return K
 
 
 def _tps_features(points: torch.Tensor, control_points: torch.Tensor) -> torch.Tensor:
-    "Rows (U(|p - c_1|), ..., U(|p - c_K|), 1, x, y) for points (..., N, 2) -> (..., N, K+3)."
+    """Rows (U(|p - c_1|), ..., U(|p - c_K|), 1, x, y) for points (..., N, 2)
+    -> (..., N, K+3)."""
     d2 = ((points[..., :, None, :] - control_points) ** 2).sum(-1)         # (..., N, K)
     return torch.cat([tps_kernel(d2), torch.ones_like(points[..., :1]), points], dim=-1)
 
@@ -152,17 +191,21 @@ def _tps_features(points: torch.Tensor, control_points: torch.Tensor) -> torch.T
 def _tps_system(control_points: torch.Tensor) -> torch.Tensor:
     "The (K+3, K+3) matrix [[Kmat, P], [P^T, 0]]."
     K = control_points.shape[0]
-    top = _tps_features(control_points, control_points)                      # (K, K+3) = [Kmat, P]
-    bottom = torch.cat([top[:, K:].T, control_points.new_zeros(3, 3)], dim=1)  # [P^T, 0]
+    top = _tps_features(control_points, control_points)  # (K, K+3) = [Kmat, P]
+    # [P^T, 0]
+    bottom = torch.cat([top[:, K:].T, control_points.new_zeros(3, 3)], dim=1)
     return torch.cat([top, bottom], dim=0)
 
 
-def tps_coefficients(control_points: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Thin-plate-spline coefficients (B, K+3, 2) = [w; a] interpolating `targets` (B, K, 2) at `control_points` (K, 2).
+def tps_coefficients(control_points: torch.Tensor,
+                     targets: torch.Tensor) -> torch.Tensor:
+    """Thin-plate-spline coefficients (B, K+3, 2) = [w; a] interpolating `targets`
+    (B, K, 2) at `control_points` (K, 2).
 
-    Column j holds the spline of output coordinate j (x, then y): weights w_1..w_K, then a0, a1 (of x), a2 (of y).
-    Solves [[Kmat, P], [P^T, 0]] [w; a] = [targets; 0] with `torch.linalg.solve` (differentiable). Control points
-    must be distinct and not all collinear."""
+    Column j holds the spline of output coordinate j (x, then y): weights w_1..w_K, then
+    a0, a1 (of x), a2 (of y). Solves [[Kmat, P], [P^T, 0]] [w; a] = [targets; 0] with
+    `torch.linalg.solve` (differentiable). Control points must be distinct and not all
+    collinear."""
     K = _expect_control_points(control_points)
     expect_shape(targets, ("B", K, 2), "targets")
     expect_finite(targets, "targets")
@@ -171,15 +214,18 @@ def tps_coefficients(control_points: torch.Tensor, targets: torch.Tensor) -> tor
     return torch.linalg.solve(L, rhs)
 
 # %% ../nbs/03_warps.ipynb #b9cda170
+#| code-fold: true
 def _tps_prepare(theta: torch.Tensor, control_points):
-    "Validate theta (B, 2K) against the control points; return control points (K, 2) and targets (B, K, 2)."
+    """Validate theta (B, 2K) against the control points; return control points (K, 2)
+    and targets (B, K, 2)."""
     expect_shape(theta, ("B", None), "theta")
     if control_points is None:
-        control_points = tps_control_points(4, dtype=theta.dtype if theta.is_floating_point() else None,
-                                            device=theta.device)
+        dtype = theta.dtype if theta.is_floating_point() else None
+        control_points = tps_control_points(4, dtype=dtype, device=theta.device)
     K = _expect_control_points(control_points)
     if theta.shape[1] % 2:
-        raise ValueError(f"theta: expected shape (B, 2K), displacements (dx_1, dy_1, ..., dx_K, dy_K), "
+        raise ValueError("theta: expected shape (B, 2K), displacements (dx_1, dy_1, "
+                         "..., dx_K, dy_K), "
                          f"got an odd number of columns, shape {tuple(theta.shape)}")
     expect_shape(theta, ("B", 2 * K), f"theta (2K columns for K={K} control points)")
     expect_finite(theta, "theta")
@@ -187,12 +233,15 @@ def _tps_prepare(theta: torch.Tensor, control_points):
     return control_points, control_points + theta.view(-1, K, 2)
 
 
-def tps_points(theta: torch.Tensor, points: torch.Tensor, control_points: torch.Tensor | None = None) -> torch.Tensor:
-    """Map points (B, N, 2) by the thin plate spline with displacements `theta` (B, 2K) -> (B, N, 2).
+def tps_points(theta: torch.Tensor, points: torch.Tensor,
+               control_points: torch.Tensor | None = None) -> torch.Tensor:
+    """Map points (B, N, 2) by the thin plate spline with displacements `theta` (B, 2K)
+    -> (B, N, 2).
 
-    theta = (dx_1, dy_1, ..., dx_K, dy_K): the warp sends target control point c_k to source point c_k + d_k and
-    interpolates in between; theta = 0 is the identity. `control_points` (K, 2) default to
-    `tps_control_points(4)` (K = 16, as in the STN paper). Points are normalised (x, y), target -> source."""
+    theta = (dx_1, dy_1, ..., dx_K, dy_K): the warp sends target control point c_k to
+    source point c_k + d_k and interpolates in between; theta = 0 is the identity.
+    `control_points` (K, 2) default to `tps_control_points(4)` (K = 16, as in the STN
+    paper). Points are normalised (x, y), target -> source."""
     control_points, targets = _tps_prepare(theta, control_points)
     expect_shape(points, ("B", None, 2), "points", {"B": theta.shape[0]})
     expect_finite(points, "points")
@@ -202,14 +251,16 @@ def tps_points(theta: torch.Tensor, points: torch.Tensor, control_points: torch.
 
 def tps_grid(theta: torch.Tensor, size, control_points: torch.Tensor | None = None,
              align_corners: bool = False) -> torch.Tensor:
-    """Thin-plate-spline sampling grid (B, H, W, 2) for displacements `theta` (B, 2K) and output `size` (H, W).
+    """Thin-plate-spline sampling grid (B, H, W, 2) for displacements `theta` (B, 2K)
+    and output `size` (H, W).
 
-    theta = (dx_1, dy_1, ..., dx_K, dy_K): target control point c_k reads from source point c_k + d_k; zeros give
-    the identity grid. `control_points` (K, 2) default to `tps_control_points(4)` (16 points). Entry [b, i, j] is
-    the normalised (x, y) source point for target pixel (row i, column j), for `F.grid_sample` with the same
+    theta = (dx_1, dy_1, ..., dx_K, dy_K): target control point c_k reads from source
+    point c_k + d_k; zeros give the identity grid. `control_points` (K, 2) default to
+    `tps_control_points(4)` (16 points). Entry [b, i, j] is the normalised (x, y) source
+    point for target pixel (row i, column j), for `F.grid_sample` with the same
     `align_corners` (default False)."""
     control_points, targets = _tps_prepare(theta, control_points)
     H, W = _expect_size(size)
-    coef = tps_coefficients(control_points, targets)                          # (B, K+3, 2)
+    coef = tps_coefficients(control_points, targets)  # (B, K+3, 2)
     G = regular_grid((H, W), align_corners, theta.dtype, theta.device).reshape(H * W, 2)
     return (_tps_features(G, control_points) @ coef).view(-1, H, W, 2)
