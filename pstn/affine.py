@@ -16,63 +16,77 @@ from .conventions import expect_shape, expect_finite, pixel_to_normalized
 
 # %% ../nbs/01_affine.ipynb #5442d59c
 def _check_spatial_size(size) -> tuple:
-    "Validate a spatial size in tensor order ((L,), (H, W) or (D, H, W)); return it as a tuple of ints."
+    """Validate a spatial size in tensor order ((L,), (H, W) or (D, H, W)); return it as
+    a tuple of ints."""
     if isinstance(size, int) or not hasattr(size, "__len__"):
-        raise ValueError(f"size: expected a tuple of 1, 2 or 3 spatial sizes ((L,), (H, W) or (D, H, W)), "
+        raise ValueError("size: expected a tuple of 1, 2 or 3 spatial sizes "
+                         "((L,), (H, W) or (D, H, W)), "
                          f"got {size!r}")
     size = tuple(size)
     if len(size) not in (1, 2, 3):
-        raise ValueError(f"size: expected 1, 2 or 3 spatial sizes ((L,), (H, W) or (D, H, W)), "
-                         f"got {len(size)}: {size}")
+        raise ValueError("size: expected 1, 2 or 3 spatial sizes ((L,), (H, W) or "
+                         f"(D, H, W)), got {len(size)}: {size}")
     for n in size:
         if isinstance(n, bool) or int(n) != n or n < 1:
             raise ValueError(f"size: expected positive integer sizes, got {size}")
     return tuple(int(n) for n in size)
 
 
-def regular_grid(size: tuple, align_corners: bool = False, dtype=None, device=None) -> Tensor:
+def regular_grid(size: tuple, align_corners: bool = False, dtype=None,
+                 device=None) -> Tensor:
     """The regular target grid G of normalised pixel centres.
 
-    `size` is the spatial size in tensor order: `(L,)`, `(H, W)` or `(D, H, W)`. Returns a tensor of shape
-    `(*size, d)`, `d = len(size)`, whose last axis is in coordinate order `(x,)`, `(x, y)` or `(x, y, z)`:
-    x runs along the last tensor axis, y along the one before, z along the depth. Coordinates follow
-    `pixel_to_normalized` for the given `align_corners` (`False`: ±1 are the outer pixel edges; `True`: the
-    corner pixel centres). An axis of a single pixel sits at 0 under both readings, as in PyTorch. The dtype
-    defaults to torch's default dtype."""
+    `size` is the spatial size in tensor order: `(L,)`, `(H, W)` or `(D, H, W)`. Returns
+    a tensor of shape `(*size, d)`, `d = len(size)`, whose last axis is in coordinate
+    order `(x,)`, `(x, y)` or `(x, y, z)`: x runs along the last tensor axis, y along
+    the one before, z along the depth. Coordinates follow `pixel_to_normalized` for the
+    given `align_corners` (`False`: ±1 are the outer pixel edges; `True`: the corner
+    pixel centres). An axis of a single pixel sits at 0 under both readings, as in
+    PyTorch. The dtype defaults to torch's default dtype."""
     size = _check_spatial_size(size)
     dtype = dtype or torch.get_default_dtype()
-    axes = [pixel_to_normalized(torch.arange(n, dtype=dtype, device=device), n, align_corners and n > 1)
-            for n in size]                                        # one 1-D coordinate vector per tensor axis
+    # one 1-D coordinate vector per tensor axis
+    axes = [pixel_to_normalized(torch.arange(n, dtype=dtype, device=device), n,
+                                align_corners and n > 1)
+            for n in size]
     mesh = torch.meshgrid(*axes, indexing="ij")                   # each of shape `size`
-    return torch.stack(mesh[::-1], dim=-1)                        # reverse: tensor order -> (x, y, z) order
+    return torch.stack(mesh[::-1], dim=-1)    # reverse: tensor order -> (x, y, z) order
 
 # %% ../nbs/01_affine.ipynb #373b7829
-def _check_matrix(A, name: str = "A", d: int | None = None, sizes: dict | None = None) -> dict:
-    "Validate a batch of affine matrices of shape (B, d, d+1), d in {1, 2, 3}, floating point and finite."
+def _check_matrix(A, name: str = "A", d: int | None = None,
+                  sizes: dict | None = None) -> dict:
+    """Validate a batch of affine matrices of shape (B, d, d+1), d in {1, 2, 3},
+    floating point and finite."""
     if isinstance(A, Tensor) and A.ndim == 3 and d is None: d = A.shape[1]
     if d not in (1, 2, 3):
         shape = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__
-        raise ValueError(f"{name}: expected shape (B, d, d+1) with d in 1, 2 or 3, got {shape}")
+        raise ValueError(f"{name}: expected shape (B, d, d+1) with d in 1, 2 or 3, got "
+                         f"{shape}")
     sizes = expect_shape(A, ("B", d, d + 1), name, sizes)
     expect_finite(A, name)
     return sizes
 
 
 def affine_grid(A: Tensor, size: tuple, align_corners: bool = False) -> Tensor:
-    """Sampling grid `A @ [G; 1]`: for every target pixel, the source point it reads (target -> source).
+    """Sampling grid `A @ [G; 1]`: for every target pixel, the source point it reads
+    (target -> source).
 
-    `A` has shape `(B, d, d+1)` and maps homogeneous target coordinates to source coordinates, both normalised.
-    `size` is the output's spatial size in tensor order, `(L,)`, `(H, W)` or `(D, H, W)`, with `len(size) == d`.
-    Returns `(B, *size, d)` with the last axis in coordinate order `(x, y[, z])`, ready for `F.grid_sample`.
-    `align_corners` chooses the reading of the target grid (see `regular_grid`); use the same value when
-    sampling. Equals `torch.nn.functional.affine_grid(A, (B, C, *size), align_corners)` for d = 2, 3."""
+    `A` has shape `(B, d, d+1)` and maps homogeneous target coordinates to source
+    coordinates, both normalised. `size` is the output's spatial size in tensor order,
+    `(L,)`, `(H, W)` or `(D, H, W)`, with `len(size) == d`. Returns `(B, *size, d)` with
+    the last axis in coordinate order `(x, y[, z])`, ready for `F.grid_sample`.
+    `align_corners` chooses the reading of the target grid (see `regular_grid`); use the
+    same value when sampling. Equals
+    `torch.nn.functional.affine_grid(A, (B, C, *size), align_corners)` for d = 2, 3."""
     size = _check_spatial_size(size)
     d = len(size)
     if isinstance(A, Tensor) and A.ndim == 3 and A.shape[1:] != (d, d + 1):
-        raise ValueError(f"A: expected shape (B, {d}, {d + 1}) for the {d}-D size {size}, got shape {tuple(A.shape)}")
+        raise ValueError(f"A: expected shape (B, {d}, {d + 1}) for the {d}-D size "
+                         f"{size}, got shape {tuple(A.shape)}")
     _check_matrix(A, "A", d)
-    G = regular_grid(size, align_corners, dtype=A.dtype, device=A.device).reshape(-1, d)    # (N, d)
-    Gh = torch.cat([G, torch.ones_like(G[:, :1])], dim=1)                                  # (N, d+1), homogeneous
+    # (N, d)
+    G = regular_grid(size, align_corners, dtype=A.dtype, device=A.device).reshape(-1, d)
+    Gh = torch.cat([G, torch.ones_like(G[:, :1])], dim=1)        # (N, d+1), homogeneous
     return torch.einsum("bij,nj->bni", A, Gh).reshape(A.shape[0], *size, d)
 
 # %% ../nbs/01_affine.ipynb #12a40b52
@@ -84,7 +98,8 @@ def _check_theta(theta, P: int, name: str = "theta") -> int:
 
 
 def _rows(*rows) -> Tensor:
-    "Stack rows of per-sample entries (each a (B,) tensor) into a (B, len(rows), len(row)) matrix."
+    """Stack rows of per-sample entries (each a (B,) tensor) into a (B, len(rows),
+    len(row)) matrix."""
     return torch.stack([torch.stack(list(r), dim=-1) for r in rows], dim=-2)
 
 # %% ../nbs/01_affine.ipynb #5ea6a97d
@@ -92,10 +107,11 @@ AFFINE_IDENTITY = (1., 0., 0., 0., 1., 0.)
 
 
 def affine_matrix(theta: Tensor) -> Tensor:
-    """Full 2-D affine family: `theta` `(B, 6)` read row-major into `A` `(B, 2, 3)`, `[[a, b, tx], [c, d, ty]]`.
+    """Full 2-D affine family: `theta` `(B, 6)` read row-major into `A` `(B, 2, 3)`,
+    `[[a, b, tx], [c, d, ty]]`.
 
-    `A` maps homogeneous normalised target coordinates `(x, y, 1)` to source coordinates (target -> source).
-    Identity parameters: `AFFINE_IDENTITY`."""
+    `A` maps homogeneous normalised target coordinates `(x, y, 1)` to source coordinates
+    (target -> source). Identity parameters: `AFFINE_IDENTITY`."""
     B = _check_theta(theta, 6)
     return theta.reshape(B, 2, 3)
 
@@ -104,11 +120,14 @@ SIMILARITY_IDENTITY = (0., 1., 0., 0.)
 
 
 def similarity_matrix(theta: Tensor) -> Tensor:
-    """P-STN similarity family (eq. 1): `theta` `(B, 4)` = `(r, s, tx, ty)` -> `A` `(B, 2, 3)`.
+    """P-STN similarity family (eq. 1): `theta` `(B, 4)` = `(r, s, tx, ty)` -> `A`
+    `(B, 2, 3)`.
 
-    `A = [[s cos r, -s sin r, tx], [s sin r, s cos r, ty]]` (the whole rotation is scaled by `s`), with `r` in
-    radians. `A` maps normalised target coordinates to source coordinates (target -> source), so `s < 1` enlarges
-    the content and a positive `r` turns it counter-clockwise on screen. Identity: `SIMILARITY_IDENTITY`."""
+    `A = [[s cos r, -s sin r, tx], [s sin r, s cos r, ty]]` (the whole rotation is
+    scaled by `s`), with `r` in radians. `A` maps normalised target coordinates to
+    source coordinates (target -> source), so `s < 1` enlarges the content and a
+    positive `r` turns it counter-clockwise on screen. Identity:
+    `SIMILARITY_IDENTITY`."""
     _check_theta(theta, 4)
     r, s, tx, ty = theta.unbind(-1)
     c, sn = torch.cos(r), torch.sin(r)
@@ -119,10 +138,11 @@ ATTENTION_IDENTITY = (1., 0., 0.)
 
 
 def attention_matrix(theta: Tensor) -> Tensor:
-    """STN attention family (eq. 2): `theta` `(B, 3)` = `(s, tx, ty)` -> `A = [[s, 0, tx], [0, s, ty]]` `(B, 2, 3)`.
+    """STN attention family (eq. 2): `theta` `(B, 3)` = `(s, tx, ty)` ->
+    `A = [[s, 0, tx], [0, s, ty]]` `(B, 2, 3)`.
 
-    Target -> source: the output shows the window of half-width `s` centred at `(tx, ty)` of the input
-    (normalised coordinates). Identity: `ATTENTION_IDENTITY`."""
+    Target -> source: the output shows the window of half-width `s` centred at
+    `(tx, ty)` of the input (normalised coordinates). Identity: `ATTENTION_IDENTITY`."""
     _check_theta(theta, 3)
     s, tx, ty = theta.unbind(-1)
     zero = torch.zeros_like(s)
@@ -134,9 +154,11 @@ TRANSLATION_IDENTITY = (0., 0.)
 
 
 def rotation_matrix(theta: Tensor) -> Tensor:
-    """Rotation family: `theta` `(B, 1)` = `(r,)` in radians -> `A = [[cos r, -sin r, 0], [sin r, cos r, 0]]`.
+    """Rotation family: `theta` `(B, 1)` = `(r,)` in radians ->
+    `A = [[cos r, -sin r, 0], [sin r, cos r, 0]]`.
 
-    Target -> source; a positive `r` turns the content counter-clockwise on screen. Identity: `ROTATION_IDENTITY`."""
+    Target -> source; a positive `r` turns the content counter-clockwise on screen.
+    Identity: `ROTATION_IDENTITY`."""
     _check_theta(theta, 1)
     r = theta[:, 0]
     c, sn, zero = torch.cos(r), torch.sin(r), torch.zeros_like(r)
@@ -144,12 +166,15 @@ def rotation_matrix(theta: Tensor) -> Tensor:
 
 
 def translation_matrix(theta: Tensor, scale: float = 1.0) -> Tensor:
-    """Translation family at a fixed scale: `theta` `(B, 2)` = `(tx, ty)` -> `A = [[scale, 0, tx], [0, scale, ty]]`.
+    """Translation family at a fixed scale: `theta` `(B, 2)` = `(tx, ty)` ->
+    `A = [[scale, 0, tx], [0, scale, ty]]`.
 
-    `scale` is a constant of the family, not a learnt parameter (the P-STN random-placement experiment uses
-    0.5). Target -> source, normalised coordinates. `TRANSLATION_IDENTITY` is the identity map for `scale=1`."""
+    `scale` is a constant of the family, not a learnt parameter (the P-STN
+    random-placement experiment uses 0.5). Target -> source, normalised coordinates.
+    `TRANSLATION_IDENTITY` is the identity map for `scale=1`."""
     _check_theta(theta, 2)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+    if (isinstance(scale, bool) or not isinstance(scale, (int, float))
+            or not math.isfinite(scale)):
         raise ValueError(f"scale: expected a finite number, got {scale!r}")
     tx, ty = theta.unbind(-1)
     s, zero = torch.full_like(tx, float(scale)), torch.zeros_like(tx)
@@ -161,26 +186,30 @@ AFFINE3D_IDENTITY = (1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0.)
 
 
 def time_warp_matrix(theta: Tensor) -> Tensor:
-    """1-D affine time warp for series `(B, C, L)`: `theta` `(B, 2)` = `(scale, shift)` -> `A = [[scale, shift]]` `(B, 1, 2)`.
+    """1-D affine time warp for series `(B, C, L)`: `theta` `(B, 2)` = `(scale, shift)`
+    -> `A = [[scale, shift]]` `(B, 1, 2)`.
 
-    Target -> source: output sample at normalised time `t` reads the input at `scale * t + shift`, so
-    `scale < 1` stretches a part of the series over the output and `shift > 0` moves the content earlier.
-    Identity: `TIME_WARP_IDENTITY`."""
+    Target -> source: output sample at normalised time `t` reads the input at
+    `scale * t + shift`, so `scale < 1` stretches a part of the series over the output
+    and `shift > 0` moves the content earlier. Identity: `TIME_WARP_IDENTITY`."""
     B = _check_theta(theta, 2)
     return theta.reshape(B, 1, 2)
 
 
 def affine3d_matrix(theta: Tensor) -> Tensor:
-    """Full 3-D affine family (STN A.3): `theta` `(B, 12)` read row-major into `A` `(B, 3, 4)`.
+    """Full 3-D affine family (STN A.3): `theta` `(B, 12)` read row-major into `A`
+    `(B, 3, 4)`.
 
-    `A` maps homogeneous normalised target coordinates `(x, y, z, 1)` to source coordinates (target -> source),
-    with `z` along the depth of a `(B, C, D, H, W)` volume. Identity: `AFFINE3D_IDENTITY`."""
+    `A` maps homogeneous normalised target coordinates `(x, y, z, 1)` to source
+    coordinates (target -> source), with `z` along the depth of a `(B, C, D, H, W)`
+    volume. Identity: `AFFINE3D_IDENTITY`."""
     B = _check_theta(theta, 12)
     return theta.reshape(B, 3, 4)
 
 # %% ../nbs/01_affine.ipynb #82ab4764
 def to_homogeneous(A: Tensor) -> Tensor:
-    """Affine matrices `(B, d, d+1)` -> homogeneous square matrices `(B, d+1, d+1)` with last row `(0, ..., 0, 1)`."""
+    """Affine matrices `(B, d, d+1)` -> homogeneous square matrices `(B, d+1, d+1)` with
+    last row `(0, ..., 0, 1)`."""
     _check_matrix(A, "A")
     B, d = A.shape[0], A.shape[1]
     last = torch.zeros(B, 1, d + 1, dtype=A.dtype, device=A.device)
@@ -191,22 +220,26 @@ def to_homogeneous(A: Tensor) -> Tensor:
 def compose(A1: Tensor, A2: Tensor) -> Tensor:
     """Matrix of `p -> A1(A2(p))`, both `(B, d, d+1)`, result `(B, d, d+1)`.
 
-    With target -> source grids, sampling `U` on the grid of `A1` and then sampling that result on the grid of
-    `A2` reads `U` at `A1(A2(p))`: the grid of `compose(A1, A2)` (up to interpolation). Batch sizes must agree."""
+    With target -> source grids, sampling `U` on the grid of `A1` and then sampling that
+    result on the grid of `A2` reads `U` at `A1(A2(p))`: the grid of `compose(A1, A2)`
+    (up to interpolation). Batch sizes must agree."""
     sizes = _check_matrix(A1, "A1")
     _check_matrix(A2, "A2", A1.shape[1], sizes)
     return (to_homogeneous(A1) @ to_homogeneous(A2))[:, :-1]
 
 
 def invert(A: Tensor) -> Tensor:
-    """Inverse affine maps: `(B, d, d+1)` -> `(B, d, d+1)` with `compose(A, invert(A))` the identity.
+    """Inverse affine maps: `(B, d, d+1)` -> `(B, d, d+1)` with `compose(A, invert(A))`
+    the identity.
 
-    For `A = [M | t]` the inverse is `[M^-1 | -M^-1 t]`. Raises `ValueError` if some `M` is singular."""
+    For `A = [M | t]` the inverse is `[M^-1 | -M^-1 t]`. Raises `ValueError` if some `M`
+    is singular."""
     _check_matrix(A, "A")
     d = A.shape[1]
     M, t = A[:, :, :d], A[:, :, d:]
     Minv, info = torch.linalg.inv_ex(M)
     if (info != 0).any():
-        raise ValueError(f"A: expected invertible linear parts M = A[:, :, :{d}], got singular matrices at batch "
+        raise ValueError(f"A: expected invertible linear parts M = A[:, :, :{d}], got "
+                         "singular matrices at batch "
                          f"indices {torch.nonzero(info).flatten().tolist()}")
     return torch.cat([Minv, -Minv @ t], dim=2)

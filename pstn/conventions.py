@@ -10,49 +10,58 @@ import torch
 
 def _check_size(size: int, align_corners: bool) -> None:
     if int(size) != size or size < 1:
-        raise ValueError(f"size must be a positive integer number of pixels, got {size!r}")
+        raise ValueError("size must be a positive integer number of pixels, got "
+                         f"{size!r}")
     if align_corners and size < 2:
-        raise ValueError("align_corners=True needs at least 2 pixels (the two corner centres are ±1); "
+        raise ValueError("align_corners=True needs at least 2 pixels (the two corner "
+                         "centres are ±1); "
                          f"got size={size}")
 
 
 def pixel_to_normalized(index, size: int, align_corners: bool = False):
     """Pixel index (0..size-1, may be fractional) -> normalised coordinate in [-1, 1].
 
-    Works on numbers, NumPy arrays and tensors alike. With `align_corners=False`, ±1 are the outer edges of the
-    corner pixels; with `True`, their centres."""
+    Works on numbers, NumPy arrays and tensors alike. With `align_corners=False`, ±1 are
+    the outer edges of the corner pixels; with `True`, their centres."""
     _check_size(size, align_corners)
     if align_corners: return -1 + 2 * index / (size - 1)
     return -1 + (2 * index + 1) / size
 
 
 def normalized_to_pixel(coord, size: int, align_corners: bool = False):
-    "Inverse of `pixel_to_normalized`: normalised coordinate -> (fractional) pixel index."
+    """Inverse of `pixel_to_normalized`: normalised coordinate -> (fractional) pixel
+    index."""
     _check_size(size, align_corners)
     if align_corners: return (coord + 1) * (size - 1) / 2
     return ((coord + 1) * size - 1) / 2
 
 # %% ../nbs/00_conventions.ipynb #fa65ed90
-def expect_shape(x: torch.Tensor, pattern: tuple, name: str = "input", sizes: dict | None = None) -> dict:
+def expect_shape(x: torch.Tensor, pattern: tuple, name: str = "input",
+                 sizes: dict | None = None) -> dict:
     """Check `x.shape` against `pattern`; return the sizes bound to named dimensions.
 
-    `pattern` holds ints (exact sizes), `None` (any size) or strings (named sizes, which must agree with
-    `sizes` and with each other). Raises `ValueError` naming the expected and the received shape."""
+    `pattern` holds ints (exact sizes), `None` (any size) or strings (named sizes, which
+    must agree with `sizes` and with each other). Raises `ValueError` naming the
+    expected and the received shape."""
     sizes = dict(sizes or {})
     shape = tuple(getattr(x, "shape", ()))
     want = "(" + ", ".join("*" if p is None else str(p) for p in pattern) + ")"
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a tensor of shape {want}, got {type(x).__name__}")
+        raise ValueError(f"{name}: expected a tensor of shape {want}, got "
+                         f"{type(x).__name__}")
     if len(shape) != len(pattern):
-        raise ValueError(f"{name}: expected {len(pattern)} dimensions {want}, got shape {tuple(shape)}")
+        raise ValueError(f"{name}: expected {len(pattern)} dimensions {want}, got "
+                         f"shape {tuple(shape)}")
     for dim, (p, s) in enumerate(zip(pattern, shape)):
         if p is None: continue
         if isinstance(p, str):
             if p in sizes and sizes[p] != s:
-                raise ValueError(f"{name}: expected shape {want} with {p}={sizes[p]}, got shape {tuple(shape)}")
+                raise ValueError(f"{name}: expected shape {want} with {p}={sizes[p]}, "
+                                 f"got shape {tuple(shape)}")
             sizes[p] = s
         elif p != s:
-            raise ValueError(f"{name}: expected shape {want}, got shape {tuple(shape)} (dimension {dim})")
+            raise ValueError(f"{name}: expected shape {want}, got shape {tuple(shape)} "
+                             f"(dimension {dim})")
     return sizes
 
 # %% ../nbs/00_conventions.ipynb #0ed57206
@@ -60,21 +69,26 @@ _READ_VALUES_ON = {"cpu"}       # device types whose tensors value checks may re
 
 
 def values_readable(x: torch.Tensor) -> bool:
-    """Whether a check may read `x`'s values: on the CPU, yes; on a GPU, no, since reading them back makes the
-    host wait for the device (checks of shapes and dtypes cost nothing and always run)."""
+    """Whether a check may read `x`'s values: on the CPU, yes; on a GPU, no, since
+    reading them back makes the host wait for the device (checks of shapes and dtypes
+    cost nothing and always run)."""
     return x.device.type in _READ_VALUES_ON
 
 
 def expect_finite(x: torch.Tensor, name: str = "input") -> None:
-    """Raise `ValueError` unless `x` is a floating-point tensor whose entries are all finite.
+    """Raise `ValueError` unless `x` is a floating-point tensor whose entries are all
+    finite.
 
-    The values are checked on the CPU only: on a GPU, reading the answer back would make the host wait for the
-    device at every call, and the training loop's periodic check of the loss catches non-finite values instead."""
+    The values are checked on the CPU only: on a GPU, reading the answer back would make
+    the host wait for the device at every call, and the training loop's periodic check
+    of the loss catches non-finite values instead."""
     if not x.is_floating_point():
-        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype "
+                         f"{x.dtype}")
     if values_readable(x) and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name}: expected finite values, got {bad} non-finite entr{'y' if bad == 1 else 'ies'} "
+        raise ValueError(f"{name}: expected finite values, got {bad} non-finite "
+                         f"entr{'y' if bad == 1 else 'ies'} "
                          f"in a tensor of shape {tuple(x.shape)}")
 
 # %% ../nbs/00_conventions.ipynb #e09854b7
@@ -84,40 +98,53 @@ def default_device() -> torch.device:
 
 # %% ../nbs/00_conventions.ipynb #d8b3062c
 def test_same(a, b, atol: float = 0.0, rtol: float = 0.0, name: str = "value") -> None:
-    """Assert that `a` equals `b` without broadcasting: the same type; tensors and NumPy arrays of the same shape
-    and dtype (tensors also on the same device); sequences of the same length; mappings with the same keys;
-    then the values, exactly (the default) or within `atol + rtol * |b|`, element by element. The message names
-    the first place (`name[i]['key']`) where they differ."""
+    """Assert that `a` equals `b` without broadcasting: the same type; tensors and NumPy
+    arrays of the same shape and dtype (tensors also on the same device); sequences of
+    the same length; mappings with the same keys; then the values, exactly (the default)
+    or within `atol + rtol * |b|`, element by element. The message names the first place
+    (`name[i]['key']`) where they differ."""
     import numpy as np
     if isinstance(b, torch.Tensor) or isinstance(a, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            raise AssertionError(f"{name}: expected a {type(b).__name__}, got a {type(a).__name__}")
+            raise AssertionError(f"{name}: expected a {type(b).__name__}, got a "
+                                 f"{type(a).__name__}")
         for what in ("shape", "dtype", "device"):
             if getattr(a, what) != getattr(b, what):
-                raise AssertionError(f"{name}: expected {what} {getattr(b, what)}, got {getattr(a, what)}")
+                raise AssertionError(f"{name}: expected {what} {getattr(b, what)}, got "
+                                     f"{getattr(a, what)}")
         try: torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
         except AssertionError as e: raise AssertionError(f"{name}: {e}") from None
     elif isinstance(b, np.ndarray) or isinstance(a, np.ndarray):
         if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
-            raise AssertionError(f"{name}: expected a {type(b).__name__}, got a {type(a).__name__}")
+            raise AssertionError(f"{name}: expected a {type(b).__name__}, got a "
+                                 f"{type(a).__name__}")
         if a.shape != b.shape or a.dtype != b.dtype:
-            raise AssertionError(f"{name}: expected shape {b.shape} and dtype {b.dtype}, got {a.shape} and {a.dtype}")
+            raise AssertionError(f"{name}: expected shape {b.shape} and dtype "
+                                 f"{b.dtype}, got {a.shape} and {a.dtype}")
         np.testing.assert_allclose(a, b, atol=atol, rtol=rtol, err_msg=name)
     elif isinstance(b, (list, tuple)):
         if type(a) is not type(b) or len(a) != len(b):
-            raise AssertionError(f"{name}: expected a {type(b).__name__} of length {len(b)}, got "
-                                 f"{type(a).__name__}{f' of length {len(a)}' if hasattr(a, '__len__') else ''}")
-        for i, (x, y) in enumerate(zip(a, b)): test_same(x, y, atol, rtol, f"{name}[{i}]")
+            of_length = f" of length {len(a)}" if hasattr(a, "__len__") else ""
+            raise AssertionError(f"{name}: expected a {type(b).__name__} of length "
+                                 f"{len(b)}, got "
+                                 f"{type(a).__name__}{of_length}")
+        for i, (x, y) in enumerate(zip(a, b)):
+            test_same(x, y, atol, rtol, f"{name}[{i}]")
     elif isinstance(b, dict):
         if not isinstance(a, dict) or set(a) != set(b):
-            raise AssertionError(f"{name}: expected keys {sorted(map(str, b))}, got "
-                                 f"{sorted(map(str, a)) if isinstance(a, dict) else type(a).__name__}")
+            got = sorted(map(str, a)) if isinstance(a, dict) else type(a).__name__
+            raise AssertionError(f"{name}: expected keys {sorted(map(str, b))}, "
+                                 f"got {got}")
         for k in b: test_same(a[k], b[k], atol, rtol, f"{name}[{k!r}]")
     elif isinstance(b, float) or isinstance(a, float):
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not abs(a - b) <= atol + rtol * abs(b):
-            raise AssertionError(f"{name}: expected {b!r} (atol {atol}, rtol {rtol}), got {a!r}")
+        if (isinstance(a, bool) or not isinstance(a, (int, float))
+                or not abs(a - b) <= atol + rtol * abs(b)):
+            raise AssertionError(f"{name}: expected {b!r} (atol {atol}, rtol {rtol}), "
+                                 f"got {a!r}")
     elif type(a) is not type(b) or a != b:
-        raise AssertionError(f"{name}: expected {b!r} ({type(b).__name__}), got {a!r} ({type(a).__name__})")
+        raise AssertionError(f"{name}: expected {b!r} ({type(b).__name__}), got {a!r} "
+                             f"({type(a).__name__})")
 
 
-test_same.__test__ = False          # a helper, not a test: pytest must not collect it where it is imported
+# a helper, not a test: pytest must not collect it where it is imported
+test_same.__test__ = False

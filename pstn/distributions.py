@@ -18,25 +18,31 @@ def _describe(x: Tensor) -> str:
     x = x.detach()
     if x.numel() == 1: return f"{x.item()!r}"
     bad = ~torch.isfinite(x)
-    if bool(bad.any()): return f"{int(bad.sum())} non-finite entries in a tensor of shape {tuple(x.shape)}"
+    if bool(bad.any()):
+        return (f"{int(bad.sum())} non-finite entries in a tensor of shape "
+                f"{tuple(x.shape)}")
     return f"minimum {x.min().item()!r} in a tensor of shape {tuple(x.shape)}"
 
 
 def _check_alpha(alpha, mu: Tensor) -> Tensor:
-    "Validate the Gamma shape `alpha` (number or tensor broadcastable to `mu`); return it as a tensor like `mu`."
+    """Validate the Gamma shape `alpha` (number or tensor broadcastable to `mu`); return
+    it as a tensor like `mu`."""
     if isinstance(alpha, bool) or not isinstance(alpha, (numbers.Real, Tensor)):
-        raise ValueError(f"alpha: expected a positive number or tensor (the Gamma shape), got {type(alpha).__name__}")
+        raise ValueError("alpha: expected a positive number or tensor (the Gamma "
+                         f"shape), got {type(alpha).__name__}")
     if isinstance(alpha, Tensor):
         try: shape = torch.broadcast_shapes(alpha.shape, mu.shape)
         except RuntimeError: shape = None
         if shape != mu.shape:
-            raise ValueError(f"alpha: expected a number or a tensor broadcastable to mu's shape {tuple(mu.shape)}, "
+            raise ValueError("alpha: expected a number or a tensor broadcastable to "
+                             f"mu's shape {tuple(mu.shape)}, "
                              f"got shape {tuple(alpha.shape)}")
         a = alpha.to(dtype=mu.dtype, device=mu.device)
     else:
         a = torch.tensor(float(alpha), dtype=mu.dtype, device=mu.device)
     if not bool((torch.isfinite(a) & (a > 0)).all()):
-        raise ValueError(f"alpha: expected finite values > 0 (the Gamma shape; the Student-t has 2*alpha degrees "
+        raise ValueError("alpha: expected finite values > 0 (the Gamma shape; the "
+                         "Student-t has 2*alpha degrees "
                          f"of freedom), got {_describe(a)}")
     return a
 
@@ -48,75 +54,92 @@ def _check_mu_beta(mu: Tensor, beta: Tensor) -> None:
     expect_finite(mu, "mu")
     expect_finite(beta, "beta")
     if not bool((beta > 0).all()):
-        raise ValueError(f"beta: expected positive values (the Gamma rate), got {_describe(beta)}")
+        raise ValueError("beta: expected positive values (the Gamma rate), got "
+                         f"{_describe(beta)}")
 
-
+# %% ../nbs/06_distributions.ipynb #e7b4b2d7
 def student_t(mu: Tensor, alpha, beta: Tensor) -> torch.distributions.StudentT:
-    """The marginal of theta ~ N(mu, 1/lambda), lambda ~ Gamma(alpha, beta): a Student-t, elementwise.
+    """The marginal of theta ~ N(mu, 1/lambda), lambda ~ Gamma(alpha, beta): a
+    Student-t, elementwise.
 
-    `mu`, `beta`: (B, D), one entry per image and transformation parameter; `beta` > 0 is the Gamma *rate*.
-    `alpha` > 0: the Gamma shape, a number or a tensor broadcastable to (B, D). Returns
-    `torch.distributions.StudentT(df=2*alpha, loc=mu, scale=sqrt(beta/alpha))`, batch shape (B, D). theta lives
-    in the family's parameter space (normalised coordinates, radians), see `pstn.families`."""
+    `mu`, `beta`: (B, D), one entry per image and transformation parameter; `beta` > 0
+    is the Gamma *rate*. `alpha` > 0: the Gamma shape, a number or a tensor
+    broadcastable to (B, D). Returns
+    `torch.distributions.StudentT(df=2*alpha, loc=mu, scale=sqrt(beta/alpha))`, batch
+    shape (B, D). theta lives in the family's parameter space (normalised coordinates,
+    radians), see `pstn.families`."""
     _check_mu_beta(mu, beta)
     a = _check_alpha(alpha, mu)
     return torch.distributions.StudentT(df=2 * a, loc=mu, scale=torch.sqrt(beta / a))
 
 # %% ../nbs/06_distributions.ipynb #59fbce77
-_EPS_CAP_LOG2 = 2 * math.log(1e150)                     # |eps| <= 1e150: finite in float64 after scaling
+_EPS_CAP_LOG2 = 2 * math.log(1e150)    # |eps| <= 1e150: finite in float64 after scaling
 
 
 def _accepted_pairs(n: int, generator, device) -> tuple[Tensor, Tensor]:
-    """n accepted pairs (u, w) of the polar method from a fixed 2n + 64 candidates, without reading a count on the
-    host: accepted candidates are scattered to their rank. Fewer than n are accepted with probability below 1e-38
-    (any n); the missing draws would then be u = 0, i.e. eps = 0."""
+    """n accepted pairs (u, w) of the polar method from a fixed 2n + 64 candidates,
+    without reading a count on the host: accepted candidates are scattered to their
+    rank. Fewer than n are accepted with probability below 1e-38 (any n); the missing
+    draws would then be u = 0, i.e. eps = 0."""
     m = 2 * n + 64
-    u, v = torch.rand(2, m, generator=generator, dtype=torch.float64, device=device).mul_(2).sub_(1)
+    u, v = torch.rand(2, m, generator=generator, dtype=torch.float64,
+                      device=device).mul_(2).sub_(1)
     w = torch.addcmul(u * u, v, v)
     keep = (w > 0) & (w < 1)
     rank = torch.cumsum(keep, 0) - 1
-    slot = torch.where(keep & (rank < n), rank, torch.full_like(rank, n))       # slot n collects the rest
+    # slot n collects the rest
+    slot = torch.where(keep & (rank < n), rank, torch.full_like(rank, n))
     uu = torch.zeros(n + 1, dtype=torch.float64, device=device).scatter_(0, slot, u)
     ww = torch.ones(n + 1, dtype=torch.float64, device=device).scatter_(0, slot, w)
     return uu[:n], ww[:n]
 
 
-def _standard_t(df: Tensor, shape: tuple, generator: torch.Generator | None = None) -> Tensor:
-    """Standard Student-t draws of the given `shape` (float64), with degrees of freedom `df` broadcastable to it.
+def _standard_t(df: Tensor, shape: tuple,
+                generator: torch.Generator | None = None) -> Tensor:
+    """Standard Student-t draws of the given `shape` (float64), with degrees of freedom
+    `df` broadcastable to it.
 
-    Bailey's polar method: (u, v) uniform in [-1, 1]^2, kept if w = u^2 + v^2 is in (0, 1), then
-    eps = u * sqrt(df * (w^(-2/df) - 1) / w), evaluated in log space and capped at |eps| <= 1e150."""
+    Bailey's polar method: (u, v) uniform in [-1, 1]^2, kept if w = u^2 + v^2 is in
+    (0, 1), then eps = u * sqrt(df * (w^(-2/df) - 1) / w), evaluated in log space and
+    capped at |eps| <= 1e150."""
     n = math.prod(shape)
     device = generator.device if generator is not None else df.device
     if device.type == "cpu":
         us, ws, have = [], [], 0
-        while have < n:                                    # acceptance rate pi/4; usually one round
+        while have < n:                        # acceptance rate pi/4; usually one round
             m = int((n - have) / 0.78 * 1.02) + 32
-            u, v = torch.rand(2, m, generator=generator, dtype=torch.float64, device=device).mul_(2).sub_(1)
+            u, v = torch.rand(2, m, generator=generator, dtype=torch.float64,
+                              device=device).mul_(2).sub_(1)
             w = torch.addcmul(u * u, v, v)
             keep = (w > 0) & (w < 1)
             us.append(u[keep]); ws.append(w[keep]); have += us[-1].numel()
         u, w = torch.cat(us)[:n], torch.cat(ws)[:n]
-    else:                                                  # GPU: a fixed number of pairs, no host synchronisation
+    else:                        # GPU: a fixed number of pairs, no host synchronisation
         u, w = _accepted_pairs(n, generator, device)
     u = u.view(shape).to(df.device)
     log_w = torch.log(w.view(shape).to(df.device))
     nu = df.to(torch.float64)
     x = log_w * (-2.0 / nu)                                # > 0
-    log_expm1 = torch.where(x < 30, torch.log(torch.expm1(x.clamp(max=30))), x)   # log(e^x - 1) = x + O(e^-30)
+    # log(e^x - 1) = x + O(e^-30)
+    log_expm1 = torch.where(x < 30, torch.log(torch.expm1(x.clamp(max=30))), x)
     log_eps2 = (log_expm1 - log_w + torch.log(nu)).clamp_(max=_EPS_CAP_LOG2)
     return u * torch.exp(0.5 * log_eps2)
 
 
 def _check_bound(bound, D: int, like: Tensor) -> Tensor | None:
-    "Validate `bound` (None, number, or tensor/sequence broadcastable to (D,)); return it as a tensor like `like`."
+    """Validate `bound` (None, number, or tensor/sequence broadcastable to (D,)); return
+    it as a tensor like `like`."""
     if bound is None: return None
-    if isinstance(bound, bool): raise ValueError(f"bound: expected None, a positive number or a (D,) tensor, got {bound!r}")
+    if isinstance(bound, bool):
+        raise ValueError("bound: expected None, a positive number or a (D,) tensor, "
+                         f"got {bound!r}")
     c = torch.as_tensor(bound, dtype=like.dtype, device=like.device)
     if c.ndim > 1 or (c.ndim == 1 and c.shape[0] not in (1, D)):
-        raise ValueError(f"bound: expected a number or a tensor broadcastable to (D,) = ({D},), got shape {tuple(c.shape)}")
-    if not bool((c > 0).all()):                            # also rejects nan; inf means "no bound" for that entry
-        raise ValueError(f"bound: expected positive values (inf for an unbounded parameter), got {_describe(c)}")
+        raise ValueError("bound: expected a number or a tensor broadcastable to (D,) "
+                         f"= ({D},), got shape {tuple(c.shape)}")
+    if not bool((c > 0).all()):  # also rejects nan; inf means "no bound" for that entry
+        raise ValueError("bound: expected positive values (inf for an unbounded "
+                         f"parameter), got {_describe(c)}")
     return c
 
 
@@ -124,42 +147,50 @@ def _soft_bound(dev: Tensor, c: Tensor | None) -> Tensor:
     "`soft_bound` without the checks: `c` is None or a validated tensor of bounds."
     if c is None: return dev
     free = torch.isinf(c)
-    c_safe = torch.where(free, torch.ones_like(c), c)      # avoid inf * tanh(0) = nan, also in the backward pass
+    # avoid inf * tanh(0) = nan, also in the backward pass
+    c_safe = torch.where(free, torch.ones_like(c), c)
     return torch.where(free, dev, c_safe * torch.tanh(dev / c_safe))
 
 
 def soft_bound(dev: Tensor, bound) -> Tensor:
-    """Smoothly limit deviations `dev` (..., D) to (-bound, bound): `bound * tanh(dev / bound)`, per parameter.
+    """Smoothly limit deviations `dev` (..., D) to (-bound, bound):
+    `bound * tanh(dev / bound)`, per parameter.
 
-    `bound`: None (no change), a positive number, or a tensor broadcastable to (D,); an `inf` entry leaves that
-    parameter unbounded. Identity to first order near 0 (slope 1), odd, monotone, and its derivative decays
-    like exp(-2|dev|/bound), so extreme samples neither move theta far nor produce large gradients."""
+    `bound`: None (no change), a positive number, or a tensor broadcastable to (D,); an
+    `inf` entry leaves that parameter unbounded. Identity to first order near 0 (slope
+    1), odd, monotone, and its derivative decays like exp(-2|dev|/bound), so extreme
+    samples neither move theta far nor produce large gradients."""
     return _soft_bound(dev, _check_bound(bound, dev.shape[-1], dev))
 
-
+# %% ../nbs/06_distributions.ipynb #fc54f8e8
 def sample_theta(mu: Tensor, alpha, beta: Tensor, S: int, bound=None,
                  generator: torch.Generator | None = None) -> Tensor:
-    """S reparameterised samples theta = mu + soft_bound(sqrt(beta/alpha) * eps, bound), eps ~ t_{2 alpha}.
+    """S reparameterised samples theta = mu + soft_bound(sqrt(beta/alpha) * eps, bound),
+    eps ~ t_{2 alpha}.
 
-    `mu`, `beta`: (B, D) finite, `beta` > 0 (Gamma rate); `alpha` > 0: number or tensor broadcastable to (B, D)
-    (Gamma shape, the paper uses 1); `S` >= 1 samples per image. Returns (S, B, D) in `mu`'s dtype, sample-major:
-    `theta[s, b]` is sample s of image b (for the conventions' image-major rows `b*S + s`, use
-    `theta.transpose(0, 1).reshape(B * S, D)`). Gradients flow to `mu`, `beta` (and `alpha` if a tensor).
-    `bound`: None or the guard of `soft_bound` on the deviation from `mu`, per parameter. `generator`: an optional
-    `torch.Generator` for reproducible draws. The result is always finite: eps is capped at 1e150 and theta is
-    clamped to the dtype's finite range (see the text); with a `bound`, its gradients are finite too."""
+    `mu`, `beta`: (B, D) finite, `beta` > 0 (Gamma rate); `alpha` > 0: number or tensor
+    broadcastable to (B, D) (Gamma shape, the paper uses 1); `S` >= 1 samples per image.
+    Returns (S, B, D) in `mu`'s dtype, sample-major: `theta[s, b]` is sample s of image
+    b, and `theta.reshape(S * B, D)` gives the conventions' rows, sample s of image b in
+    row `s*B + b`. Gradients flow to `mu`, `beta` (and `alpha` if a tensor). `bound`:
+    None or the guard of `soft_bound` on the deviation from `mu`, per parameter.
+    `generator`: an optional `torch.Generator` for reproducible draws. The result is
+    always finite: eps is capped at 1e150 and theta is clamped to the dtype's finite
+    range (see the text); with a `bound`, its gradients are finite too."""
     _check_mu_beta(mu, beta)
     a = _check_alpha(alpha, mu)
     if isinstance(S, bool) or not isinstance(S, numbers.Integral) or S < 1:
         raise ValueError(f"S: expected an integer number of samples >= 1, got {S!r}")
-    return _sample_theta(mu, a, beta, int(S), _check_bound(bound, mu.shape[-1], mu), generator)
+    return _sample_theta(mu, a, beta, int(S), _check_bound(bound, mu.shape[-1], mu),
+                         generator)
 
 
 def _sample_theta(mu: Tensor, a: Tensor, beta: Tensor, S: int, c: Tensor | None = None,
                   generator: torch.Generator | None = None) -> Tensor:
-    """`sample_theta` without the checks (which read values on the host): for callers that validated their
-    arguments once, such as a model's training step. `a` is the Gamma shape as a tensor, `c` the bounds or None."""
-    eps = _standard_t(2 * a, (S, *mu.shape), generator)                          # (S, B, D) float64
+    """`sample_theta` without the checks (which read values on the host): for callers
+    that validated their arguments once, such as a model's training step. `a` is the
+    Gamma shape as a tensor, `c` the bounds or None."""
+    eps = _standard_t(2 * a, (S, *mu.shape), generator)              # (S, B, D) float64
     dev = torch.sqrt(beta.to(torch.float64) / a.to(torch.float64)) * eps
     dev = _soft_bound(dev, None if c is None else c.to(torch.float64))
     fmax = torch.finfo(mu.dtype).max

@@ -14,34 +14,45 @@ from .conventions import expect_shape
 
 
 def _positive(x, name: str, like: Tensor | None = None) -> Tensor:
-    "`x` (number or tensor) as a tensor, after checking that every entry is finite and > 0."
+    """`x` (number or tensor) as a tensor, after checking that every entry is finite and
+    > 0."""
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, Tensor)):
-        raise ValueError(f"{name}: expected a positive number or tensor, got {type(x).__name__}")
+        raise ValueError(f"{name}: expected a positive number or tensor, got "
+                         f"{type(x).__name__}")
     if isinstance(x, Tensor):
         t = x if x.is_floating_point() else x.to(torch.get_default_dtype())
     else:
-        t = torch.tensor(float(x), dtype=like.dtype if like is not None else torch.get_default_dtype(),
+        t = torch.tensor(float(x), dtype=like.dtype if like is not None
+                         else torch.get_default_dtype(),
                          device=like.device if like is not None else None)
     if not bool((torch.isfinite(t) & (t > 0)).all()):
         d = t.detach()
-        got = repr(d.item()) if d.numel() == 1 else f"minimum {d.min().item()!r} / {int((~torch.isfinite(d)).sum())} " \
-                                                    f"non-finite in a tensor of shape {tuple(d.shape)}"
+        if d.numel() == 1:
+            got = repr(d.item())
+        else:
+            got = (f"minimum {d.min().item()!r} / {int((~torch.isfinite(d)).sum())} "
+                   f"non-finite in a tensor of shape {tuple(d.shape)}")
         raise ValueError(f"{name}: expected finite values > 0, got {got}")
     return t
 
-
+# %% ../nbs/07_elbo.ipynb #a1721ff3
 def gamma_kl(alpha_q, beta_q, alpha_p=1.0, beta_p=1.0) -> Tensor:
-    """KL(Gamma(alpha_q, beta_q) || Gamma(alpha_p, beta_p)), elementwise; shapes `alpha`, rates `beta` (mean alpha/beta).
+    """KL(Gamma(alpha_q, beta_q) || Gamma(alpha_p, beta_p)), elementwise; shapes
+    `alpha`, rates `beta` (mean alpha/beta).
 
-    Arguments are positive numbers or tensors that broadcast together; the result has the broadcast shape:
-    (aq - ap) digamma(aq) - lgamma(aq) + lgamma(ap) + ap (log bq - log bp) + aq (bp - bq) / bq."""
-    like = next((x for x in (beta_q, alpha_q, alpha_p, beta_p) if isinstance(x, Tensor)), None)
+    Arguments are positive numbers or tensors that broadcast together; the result has
+    the broadcast shape: (aq - ap) digamma(aq) - lgamma(aq) + lgamma(ap) + ap (log bq -
+    log bp) + aq (bp - bq) / bq."""
+    like = next((x for x in (beta_q, alpha_q, alpha_p, beta_p)
+                 if isinstance(x, Tensor)), None)
     aq, bq = _positive(alpha_q, "alpha_q", like), _positive(beta_q, "beta_q", like)
     ap, bp = _positive(alpha_p, "alpha_p", like), _positive(beta_p, "beta_p", like)
     try: torch.broadcast_shapes(aq.shape, bq.shape, ap.shape, bp.shape)
     except RuntimeError:
-        raise ValueError("gamma_kl: expected arguments that broadcast together, got shapes "
-                         f"{tuple(aq.shape)}, {tuple(bq.shape)}, {tuple(ap.shape)}, {tuple(bp.shape)}") from None
+        raise ValueError("gamma_kl: expected arguments that broadcast together, got "
+                         "shapes "
+                         f"{tuple(aq.shape)}, {tuple(bq.shape)}, {tuple(ap.shape)}, "
+                         f"{tuple(bp.shape)}") from None
     return _gamma_kl(aq, bq, ap, bp)
 
 
@@ -52,74 +63,97 @@ def _gamma_kl(aq: Tensor, bq: Tensor, ap: Tensor, bp: Tensor) -> Tensor:
 
 # %% ../nbs/07_elbo.ipynb #f44ad3c2
 def _check_log_probs(log_probs: Tensor, name: str = "log_probs") -> dict:
-    "Validate (S, B, K) log-probabilities: S >= 1, no nan or +inf, each row normalised over K."
+    """Validate (S, B, K) log-probabilities: S >= 1, no nan or +inf, each row normalised
+    over K."""
     if not isinstance(log_probs, Tensor) or not log_probs.is_floating_point():
-        got = log_probs.dtype if isinstance(log_probs, Tensor) else type(log_probs).__name__
-        raise ValueError(f"{name}: expected a floating-point tensor of shape (S, B, K), got {got}")
+        got = (log_probs.dtype if isinstance(log_probs, Tensor)
+               else type(log_probs).__name__)
+        raise ValueError(f"{name}: expected a floating-point tensor of shape "
+                         f"(S, B, K), got {got}")
     sizes = expect_shape(log_probs, ("S", "B", "K"), name)
     if sizes["S"] < 1:
-        raise ValueError(f"{name}: expected at least one sample (S >= 1) in shape (S, B, K), got shape {tuple(log_probs.shape)}")
+        raise ValueError(f"{name}: expected at least one sample (S >= 1) in shape "
+                         f"(S, B, K), got shape {tuple(log_probs.shape)}")
     if sizes["K"] < 1 or sizes["B"] < 1:
-        raise ValueError(f"{name}: expected B >= 1 images and K >= 1 classes in shape (S, B, K), got shape {tuple(log_probs.shape)}")
+        raise ValueError(f"{name}: expected B >= 1 images and K >= 1 classes in shape "
+                         f"(S, B, K), got shape {tuple(log_probs.shape)}")
     bad = torch.isnan(log_probs) | (log_probs == float("inf"))
     if bool(bad.any()):
-        raise ValueError(f"{name}: expected log-probabilities (finite, or -inf for probability 0), got {int(bad.sum())} "
+        raise ValueError(f"{name}: expected log-probabilities (finite, or -inf for "
+                         f"probability 0), got {int(bad.sum())} "
                          f"nan/+inf entries in shape {tuple(log_probs.shape)}")
     err = torch.logsumexp(log_probs.detach(), dim=-1).abs().max().item()
     tol = max(1e-3, 8 * torch.finfo(log_probs.dtype).eps * sizes["K"])
     if err > tol:
-        raise ValueError(f"{name}: expected log-probabilities normalised over the K classes (log-softmax output; "
+        raise ValueError(f"{name}: expected log-probabilities normalised over the K "
+                         "classes (log-softmax output; "
                          f"logsumexp = 0), got a row with |logsumexp| = {err:.3g}")
     return sizes
 
-
+# %% ../nbs/07_elbo.ipynb #be406640
 def elbo_loss(log_probs: Tensor, target: Tensor, alpha, beta: Tensor, w: float,
               alpha0: float = 1.0, beta0: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
-    """The negative evidence lower bound per data point (eq. 17 divided by -N, with KL weight `w`): `(loss, nll, kl)`.
+    """The negative evidence lower bound per data point (eq. 17 divided by -N, with KL
+    weight `w`): `(loss, nll, kl)`.
 
-    `log_probs` (S, B, K): the classifier's log-probabilities (log-softmax) for S transformation samples of B
-    images, sample-major (`log_probs[s, b]`; from image-major rows `b*S + s` use `rows.view(B, S, K).transpose(0, 1)`).
-    `target` (B,): integer labels in [0, K). `alpha` > 0 (number or tensor broadcastable to `beta`) and `beta`
-    (B, D) > 0: shape and rate of q(lambda), one per image and transformation parameter. `w` >= 0: the KL weight.
-    `alpha0`, `beta0` > 0: the Gamma prior. Returns `nll` = mean over samples and images of -log p(y | theta_s),
-    `kl` = mean over images of the KL summed over the D parameters, and `loss = nll + w * kl` (scalars)."""
+    `log_probs` (S, B, K): the classifier's log-probabilities (log-softmax) for S
+    transformation samples of B images, sample-major (`log_probs[s, b]`; the
+    conventions' rows `s*B + b` give it as `rows.view(S, B, K)`). `target` (B,): integer
+    labels in [0, K). `alpha` > 0 (number or tensor broadcastable to `beta`) and `beta`
+    (B, D) > 0: shape and rate of q(lambda), one per image and transformation parameter.
+    `w` >= 0: the KL weight. `alpha0`, `beta0` > 0: the Gamma prior. Returns `nll` =
+    mean over samples and images of -log p(y | theta_s), `kl` = mean over images of the
+    KL summed over the D parameters, and `loss = nll + w * kl` (scalars)."""
     sizes = _check_log_probs(log_probs)
-    if not isinstance(target, Tensor) or target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+    if (not isinstance(target, Tensor) or target.is_floating_point()
+            or target.is_complex() or target.dtype == torch.bool):
         got = target.dtype if isinstance(target, Tensor) else type(target).__name__
-        raise ValueError(f"target: expected an integer tensor of class labels, shape (B,), got {got}")
+        raise ValueError("target: expected an integer tensor of class labels, shape "
+                         f"(B,), got {got}")
     expect_shape(target, ("B",), "target", {"B": sizes["B"]})
     if bool(((target < 0) | (target >= sizes["K"])).any()):
-        raise ValueError(f"target: expected class labels in [0, {sizes['K']}) (K = {sizes['K']} classes in log_probs), "
+        raise ValueError(f"target: expected class labels in [0, {sizes['K']}) (K = "
+                         f"{sizes['K']} classes in log_probs), "
                          f"got values from {int(target.min())} to {int(target.max())}")
-    if not isinstance(beta, Tensor): raise ValueError(f"beta: expected a tensor of shape (B, D), got {type(beta).__name__}")
+    if not isinstance(beta, Tensor):
+        raise ValueError("beta: expected a tensor of shape (B, D), got "
+                         f"{type(beta).__name__}")
     expect_shape(beta, ("B", "D"), "beta", {"B": sizes["B"]})
     beta = _positive(beta, "beta")
     a = _positive(alpha, "alpha", beta)
     try: ok = torch.broadcast_shapes(a.shape, beta.shape) == beta.shape
     except RuntimeError: ok = False
     if not ok:
-        raise ValueError(f"alpha: expected a number or a tensor broadcastable to beta's shape {tuple(beta.shape)}, got shape {tuple(a.shape)}")
-    if isinstance(w, bool) or not isinstance(w, (numbers.Real, Tensor)) or (isinstance(w, Tensor) and w.numel() != 1):
+        raise ValueError("alpha: expected a number or a tensor broadcastable to beta's "
+                         f"shape {tuple(beta.shape)}, got shape {tuple(a.shape)}")
+    if (isinstance(w, bool) or not isinstance(w, (numbers.Real, Tensor))
+            or (isinstance(w, Tensor) and w.numel() != 1)):
         raise ValueError(f"w: expected a number >= 0 (the KL weight), got {w!r}")
     if not math.isfinite(float(w)) or float(w) < 0:
-        raise ValueError(f"w: expected a finite number >= 0 (the KL weight), got {float(w)!r}")
+        raise ValueError("w: expected a finite number >= 0 (the KL weight), got "
+                         f"{float(w)!r}")
     a0, b0 = _positive(alpha0, "alpha0", beta), _positive(beta0, "beta0", beta)
     return _elbo_loss(log_probs, target, a, beta, w, a0, b0)
 
 
-def _elbo_loss(log_probs: Tensor, target: Tensor, a: Tensor, beta: Tensor, w, a0: Tensor, b0: Tensor):
-    """`elbo_loss` without the checks (which read values on the host): for a model's training step, whose
-    arguments were validated once. `a`, `a0`, `b0` are tensors; `w` a number."""
-    nll = -log_probs.gather(-1, target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).mean()
+def _elbo_loss(log_probs: Tensor, target: Tensor, a: Tensor, beta: Tensor, w,
+               a0: Tensor, b0: Tensor):
+    """`elbo_loss` without the checks (which read values on the host): for a model's
+    training step, whose arguments were validated once. `a`, `a0`, `b0` are tensors; `w`
+    a number."""
+    index = target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)
+    nll = -log_probs.gather(-1, index).mean()
     kl = _gamma_kl(a, beta, a0, b0).expand_as(beta).sum(-1).mean()
     return nll + w * kl, nll, kl
 
 # %% ../nbs/07_elbo.ipynb #e22b1d92
 def predictive_log_prob(log_probs: Tensor) -> Tensor:
-    """Log of the Monte Carlo predictive distribution, log (1/S) sum_s p_s (eq. 19): (S, B, K) -> (B, K).
+    """Log of the Monte Carlo predictive distribution, log (1/S) sum_s p_s (eq. 19):
+    (S, B, K) -> (B, K).
 
-    `log_probs` (S, B, K): log-probabilities (log-softmax) of the classifier for S transformation samples of B
-    images, sample-major. Computed as logsumexp over the samples minus log S, so it is stable for very negative
-    log-probabilities; each output row is again normalised over the K classes."""
+    `log_probs` (S, B, K): log-probabilities (log-softmax) of the classifier for S
+    transformation samples of B images, sample-major. Computed as logsumexp over the
+    samples minus log S, so it is stable for very negative log-probabilities; each
+    output row is again normalised over the K classes."""
     sizes = _check_log_probs(log_probs)
     return torch.logsumexp(log_probs, dim=0) - math.log(sizes["S"])

@@ -17,16 +17,19 @@ from torch.utils.data import Dataset, Subset
 
 from .affine import similarity_matrix, invert, regular_grid
 from .families import get_family
-from .warps import (projective_from_points, projective_matrix, tps_control_points, tps_coefficients,
+from .warps import (projective_from_points, projective_matrix, tps_control_points,
+                        tps_coefficients,
                         tps_kernel)
 
 # %% ../nbs/11b_variants.ipynb #68e512dc
 def item_generator(seed: int, *keys) -> torch.Generator:
-    """A new CPU `torch.Generator` whose state is a pure function of `seed` and `keys` (integers or strings).
+    """A new CPU `torch.Generator` whose state is a pure function of `seed` and `keys`
+    (integers or strings).
 
-    The derived data sets draw every random number of item `i` from `item_generator(seed, name, epoch, i)`, so
-    the item does not depend on the order of access, the batch size, the number of DataLoader workers or
-    torch's global seed. The keys are hashed with BLAKE2b (stable across processes and platforms)."""
+    The derived data sets draw every random number of item `i` from
+    `item_generator(seed, name, epoch, i)`, so the item does not depend on the order of
+    access, the batch size, the number of DataLoader workers or torch's global seed. The
+    keys are hashed with BLAKE2b (stable across processes and platforms)."""
     parts = []
     for k in (seed, *keys):
         if isinstance(k, str):
@@ -36,28 +39,34 @@ def item_generator(seed: int, *keys) -> torch.Generator:
             if isinstance(k, bool): raise TypeError
             parts.append("i" + str(operator.index(k)))
         except TypeError:
-            raise ValueError(f"item_generator: expected integer or string keys, got {k!r}") from None
+            raise ValueError("item_generator: expected integer or string keys, got "
+                             f"{k!r}") from None
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 # %% ../nbs/11b_variants.ipynb #3cf6da71
 def place(x: Tensor, theta: Tensor, canvas: tuple[int, int]) -> Tensor:
-    """Draw images `x` (B, C, h, w) onto black canvases of spatial size `canvas` = (H, W) -> (B, C, H, W).
+    """Draw images `x` (B, C, h, w) onto black canvases of spatial size
+    `canvas` = (H, W) -> (B, C, H, W).
 
-    `theta` (B, 4) = (r, s, tx, ty) are similarity-family parameters (`pstn.affine.similarity_matrix`) in the
-    canvas's normalised coordinates, and they describe the inverse of the drawing:
-    `get_family("similarity").apply(canvas, theta, size=(h, w))` gives `x` back (up to interpolation, and except
-    for the parts drawn outside the canvas). Canvas point q shows `x` at `A^-1 q`, A = similarity_matrix(theta)
-    (target -> source, bilinear, zero padding, align_corners=False). With r = 0, s = h / H and
-    tx = -1 + (2 o + w) / W for an integer offset o (ty likewise), the drawing copies pixels exactly."""
-    A = invert(similarity_matrix(theta))                        # checks theta: (B, 4), finite; s != 0
+    `theta` (B, 4) = (r, s, tx, ty) are similarity-family parameters
+    (`pstn.affine.similarity_matrix`) in the canvas's normalised coordinates, and they
+    describe the inverse of the drawing:
+    `get_family("similarity").apply(canvas, theta, size=(h, w))` gives `x` back (up to
+    interpolation, and except for the parts drawn outside the canvas). Canvas point q
+    shows `x` at `A^-1 q`, A = similarity_matrix(theta) (target -> source, bilinear,
+    zero padding, align_corners=False). With r = 0, s = h / H and tx = -1 + (2 o + w) /
+    W for an integer offset o (ty likewise), the drawing copies pixels exactly."""
+    A = invert(similarity_matrix(theta))          # checks theta: (B, 4), finite; s != 0
     if not isinstance(x, Tensor) or x.ndim != 4:
-        raise ValueError(f"x: expected images of shape (B, C, h, w), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x: expected images of shape (B, C, h, w), got {got}")
     return get_family("affine").apply(x, A.reshape(-1, 6), size=tuple(canvas))
 
 # %% ../nbs/11b_variants.ipynb #33c814dc
 def _int(v, name: str, low: int | None = None) -> int:
-    "An integer argument (Python or NumPy int, not bool), at least `low` if given; ValueError otherwise."
+    """An integer argument (Python or NumPy int, not bool), at least `low` if given;
+    ValueError otherwise."""
     try:
         if isinstance(v, bool): raise TypeError
         v = operator.index(v)
@@ -72,11 +81,14 @@ def _base_item(base, j: int) -> tuple[Tensor, int]:
     "Item j of the base data set as (float64 image (C, h, w), int label), checked."
     item = base[j]
     if not isinstance(item, (tuple, list)) or len(item) < 2:
-        raise ValueError(f"base data set: expected items (image, label), got {type(item).__name__}")
+        raise ValueError("base data set: expected items (image, label), got "
+                         f"{type(item).__name__}")
     x, y = item[0], item[1]
     if not isinstance(x, Tensor) or x.ndim != 3 or not x.is_floating_point():
-        got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"base data set: expected a float image tensor of shape (C, H, W), got {got}")
+        got = (f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor)
+               else type(x).__name__)
+        raise ValueError("base data set: expected a float image tensor of shape "
+                         f"(C, H, W), got {got}")
     return x.to(torch.float64), int(y)
 
 
@@ -89,24 +101,30 @@ def _randint(g: torch.Generator, high: int, n: int = 1) -> list[int]:
     "n integers uniform in {0, ..., high - 1} from generator g."
     return torch.randint(0, high, (n,), generator=g).tolist()
 
-
+# %% ../nbs/11b_variants.ipynb #ee17a3fc
 class DerivedDataset(Dataset):
-    """A deterministic variant of a base data set: item i is a pure function of (seed, epoch, i).
+    """A deterministic variant of a base data set: item i is a pure function of
+    (seed, epoch, i).
 
-    `base`: a map-style data set with items (image, label), image a float tensor (C, h, h) (square), label an int
-    (or 0-d tensor). Items are generated when accessed, from `item_generator(seed, name, epoch, i)`. With
-    `redraw=False` (default) the epoch is ignored and the draw is fixed; with `redraw=True`, `set_epoch(e)` gives
-    a new, reproducible draw for epoch e. Subclasses implement `make(i, g)`."""
+    `base`: a map-style data set with items (image, label), image a float tensor (C, h,
+    h) (square), label an int (or 0-d tensor). Items are generated when accessed, from
+    `item_generator(seed, name, epoch, i)`. With `redraw=False` (default) the epoch is
+    ignored and the draw is fixed; with `redraw=True`, `set_epoch(e)` gives a new,
+    reproducible draw for epoch e. Subclasses implement `make(i, g)`."""
     name = "derived"
 
     def __init__(self, base, seed: int = 0, redraw: bool = False):
         if not (hasattr(base, "__getitem__") and hasattr(base, "__len__")):
-            raise ValueError(f"base: expected a map-style data set (with __getitem__ and __len__), got {type(base).__name__}")
-        if len(base) < 1: raise ValueError("base: expected a non-empty data set, got 0 items")
-        self.base, self.seed, self.redraw, self.epoch = base, _int(seed, "seed"), bool(redraw), 0
+            raise ValueError("base: expected a map-style data set (with __getitem__ "
+                             f"and __len__), got {type(base).__name__}")
+        if len(base) < 1:
+            raise ValueError("base: expected a non-empty data set, got 0 items")
+        self.base, self.seed = base, _int(seed, "seed")
+        self.redraw, self.epoch = bool(redraw), 0
         x, _ = _base_item(base, 0)
         if x.shape[-1] != x.shape[-2]:
-            raise ValueError(f"base data set: expected square images (C, h, h), got shape {tuple(x.shape)}")
+            raise ValueError("base data set: expected square images (C, h, h), got "
+                             f"shape {tuple(x.shape)}")
         self.channels, self.item_size = x.shape[0], x.shape[-1]
 
     def __len__(self) -> int: return len(self.base)
@@ -140,79 +158,100 @@ class DerivedDataset(Dataset):
         return j + (j >= i)
 
     def __repr__(self):
-        return f"{type(self).__name__}(name={self.name!r}, n={len(self)}, seed={self.seed}, redraw={self.redraw}, epoch={self.epoch})"
+        return (f"{type(self).__name__}(name={self.name!r}, n={len(self)}, "
+                f"seed={self.seed}, redraw={self.redraw}, epoch={self.epoch})")
 
 # %% ../nbs/11b_variants.ipynb #5c843de4
 class RotatedMNIST(DerivedDataset):
-    """Rotated MNIST (P-STN 5.1.1): item i = (image (C, h, h) float32, label int, angle 0-d float32 tensor).
+    """Rotated MNIST (P-STN 5.1.1): item i = (image (C, h, h) float32, label int, angle
+    0-d float32 tensor).
 
-    angle ~ U[-max_angle, max_angle] (default pi), radians. Convention: the image is the base image warped by
-    the rotation family with theta = -angle, so `get_family("rotation").apply(image[None], angle.view(1, 1))`
-    recovers the base image (up to interpolation and the corners cut off by the rotation); a positive angle shows
-    the digit turned clockwise on screen. `angle` is the ground-truth theta a perfect localiser predicts.
-    Works on any base data set of square images. `redraw=True` with `set_epoch` re-draws the angles per epoch."""
+    angle ~ U[-max_angle, max_angle] (default pi), radians. Convention: the image is the
+    base image warped by the rotation family with theta = -angle, so
+    `get_family("rotation").apply(image[None], angle.view(1, 1))` recovers the base
+    image (up to interpolation and the corners cut off by the rotation); a positive
+    angle shows the digit turned clockwise on screen. `angle` is the ground-truth theta
+    a perfect localiser predicts. Works on any base data set of square images.
+    `redraw=True` with `set_epoch` re-draws the angles per epoch."""
     name = "rotated"
 
-    def __init__(self, base, seed: int = 0, redraw: bool = False, max_angle: float = math.pi):
+    def __init__(self, base, seed: int = 0, redraw: bool = False,
+                 max_angle: float = math.pi):
         super().__init__(base, seed, redraw)
-        if not (isinstance(max_angle, (int, float)) and math.isfinite(max_angle) and max_angle >= 0):
-            raise ValueError(f"max_angle: expected a finite angle >= 0 in radians, got {max_angle!r}")
+        if not (isinstance(max_angle, (int, float)) and math.isfinite(max_angle)
+                and max_angle >= 0):
+            raise ValueError("max_angle: expected a finite angle >= 0 in radians, got "
+                             f"{max_angle!r}")
         self.max_angle = float(max_angle)
 
     def make(self, i, g):
         x, y = _base_item(self.base, i)
         a = _uniform(g, -self.max_angle, self.max_angle)
-        theta = torch.cat([a, a.new_tensor([1.0, 0.0, 0.0])])[None]     # (a, 1, 0, 0): similarity = rotation a
+        # (a, 1, 0, 0): similarity = rotation a
+        theta = torch.cat([a, a.new_tensor([1.0, 0.0, 0.0])])[None]
         return place(x[None], theta, (self.item_size,) * 2)[0].float(), y, a[0].float()
 
 # %% ../nbs/11b_variants.ipynb #162c1691
 class RandomPlacement(DerivedDataset):
-    """Random placement (P-STN 5.1.2): item i = (canvas (C, H, H) float32, label int, t (2,) float32 = (t_x, t_y)).
+    """Random placement (P-STN 5.1.2): item i = (canvas (C, H, H) float32, label int, t
+    (2,) float32 = (t_x, t_y)).
 
-    The base image (h x h) is copied at a uniformly random whole-pixel offset (o_x, o_y) in {0, ..., H - h}^2 onto a
-    black canvas of side H = `canvas` (default 2 h, the paper's geometry; the authors' code used 96). The ground
-    truth is the similarity theta = (0, h / H, t_x, t_y), t = -1 + (2 o + h) / H (normalised canvas coordinates,
-    align_corners=False), available as `theta(t)`: `get_family("similarity").apply(canvas, theta, size=(h, h))`
-    recovers the base image exactly."""
+    The base image (h x h) is copied at a uniformly random whole-pixel offset (o_x, o_y)
+    in {0, ..., H - h}^2 onto a black canvas of side H = `canvas` (default 2 h, the
+    paper's geometry; 96 is the canvas of the authors' code at commit 5b022be). The
+    ground truth is the similarity theta = (0, h / H, t_x, t_y), t = -1 + (2 o + h) / H
+    (normalised canvas coordinates, align_corners=False), available as `theta(t)`:
+    `get_family("similarity").apply(canvas, theta, size=(h, h))` recovers the base image
+    exactly."""
     name = "placement"
 
-    def __init__(self, base, canvas: int | None = None, seed: int = 0, redraw: bool = False):
+    def __init__(self, base, canvas: int | None = None, seed: int = 0,
+                 redraw: bool = False):
         super().__init__(base, seed, redraw)
         h = self.item_size
         self.canvas = 2 * h if canvas is None else _int(canvas, "canvas", 1)
         if self.canvas < h:
-            raise ValueError(f"canvas: expected a canvas at least as large as the item ({h} pixels), got {self.canvas}")
+            raise ValueError("canvas: expected a canvas at least as large as the item "
+                             f"({h} pixels), got {self.canvas}")
         self.scale = h / self.canvas
 
     def theta(self, t: Tensor) -> Tensor:
-        "Similarity parameters (B, 4) = (0, h / H, t_x, t_y) of the ground truth, from t (B, 2)."
+        """Similarity parameters (B, 4) = (0, h / H, t_x, t_y) of the ground truth, from
+        t (B, 2)."""
         if not isinstance(t, Tensor) or t.ndim != 2 or t.shape[1] != 2:
-            raise ValueError(f"t: expected a tensor of shape (B, 2), got {tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
-        return torch.cat([torch.zeros_like(t[:, :1]), torch.full_like(t[:, :1], self.scale), t], dim=1)
+            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"t: expected a tensor of shape (B, 2), got {got}")
+        return torch.cat([torch.zeros_like(t[:, :1]),
+                          torch.full_like(t[:, :1], self.scale), t], dim=1)
 
     def make(self, i, g):
         x, y = _base_item(self.base, i)
         H, h = self.canvas, self.item_size
-        o = torch.tensor(_randint(g, H - h + 1, 2), dtype=torch.float64)            # (o_x, o_y)
+        o = torch.tensor(_randint(g, H - h + 1, 2), dtype=torch.float64)    # (o_x, o_y)
         t = -1 + (2 * o + h) / H
         return place(x[None], self.theta(t[None]), (H, H))[0].float(), y, t.float()
 
 # %% ../nbs/11b_variants.ipynb #72c720e7
 DISTORTIONS = {
     "R": "rotation uniform in [-90, 90] degrees (28x28)",
-    "RTS": "rotation in [-45, 45] degrees, scale in [0.7, 1.2], random place on a 42x42 canvas",
+    "RTS": "rotation in [-45, 45] degrees, scale in [0.7, 1.2], random place on a "
+               "42x42 canvas",
     "P": "scale in [0.75, 1], each corner moved by N(0, 5 px): projective (28x28)",
-    "E": "scale in [0.75, 1], 16 TPS control points moved by N(0, 1.5 px): elastic (28x28)",
+    "E": "scale in [0.75, 1], 16 TPS control points moved by N(0, 1.5 px): elastic "
+               "(28x28)",
     "TC": "random place on a 60x60 canvas, six 6x6 patches of other digits as clutter",
 }
 "The distorted-MNIST variants of the STN paper (appendix A.4)."
 
-_FAMILY = {"R": "rotation", "RTS": "similarity", "P": "projective", "E": "tps", "TC": "similarity"}
+_FAMILY = {"R": "rotation", "RTS": "similarity", "P": "projective", "E": "tps",
+           "TC": "similarity"}
 _CORNERS = ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))
 
 
-def _rts_theta(g, item: int, canvas: int, max_angle: float, scale: tuple, max_shift: float | None = None) -> Tensor:
-    "Similarity theta (1, 4) undoing a digit turned by r, scaled by sigma and placed at t on the canvas."
+def _rts_theta(g, item: int, canvas: int, max_angle: float, scale: tuple,
+               max_shift: float | None = None) -> Tensor:
+    """Similarity theta (1, 4) undoing a digit turned by r, scaled by sigma and placed
+    at t on the canvas."""
     r, sigma = _uniform(g, -max_angle, max_angle), _uniform(g, *scale)
     s = sigma * item / canvas
     bound = (1 - s).clamp_min(0) if max_shift is None else torch.full_like(s, max_shift)
@@ -221,31 +260,37 @@ def _rts_theta(g, item: int, canvas: int, max_angle: float, scale: tuple, max_sh
 
 
 def _clutter(ds: DerivedDataset, img: Tensor, i: int, g, n: int, patch: int) -> Tensor:
-    "Paste n random patch x patch crops of other base images at random places of img (C, H, W), keeping the max."
+    """Paste n random patch x patch crops of other base images at random places of img
+    (C, H, W), keeping the max."""
     H, h = img.shape[-1], ds.item_size
     for _ in range(n):
         src, _ = _base_item(ds.base, ds._other(i, g))
         cy, cx = _randint(g, h - patch + 1, 2)
         py, px = _randint(g, H - patch + 1, 2)
         region = img[:, py:py + patch, px:px + patch]
-        img[:, py:py + patch, px:px + patch] = torch.maximum(region, src[:, cy:cy + patch, cx:cx + patch])
+        crop = src[:, cy:cy + patch, cx:cx + patch]
+        img[:, py:py + patch, px:px + patch] = torch.maximum(region, crop)
     return img
 
 
 def _projective_ok(theta: Tensor, eps: float = 0.05) -> bool:
-    "Whether the homography's denominator h31 x + h32 y + 1 exceeds eps at the four corners of [-1, 1]^2."
+    """Whether the homography's denominator h31 x + h32 y + 1 exceeds eps at the four
+    corners of [-1, 1]^2."""
     Hm = projective_matrix(theta)
     c = torch.tensor(_CORNERS, dtype=theta.dtype)
     return bool((Hm[:, 2, 0:1] * c[:, 0] + Hm[:, 2, 1:2] * c[:, 1] + 1 > eps).all())
 
 
 
-def _tps_inverse_grid(theta: Tensor, size: tuple, iters: int = 20, tol: float = 1e-9) -> Tensor | None:
-    """Grid (1, H, W, 2) inverting the 4 x 4 TPS `theta` (1, 32): for each target pixel centre q, the point p with
-    TPS(p) = q, by Newton's method with the spline's analytic Jacobian. None if it does not converge or the TPS
-    folds (Jacobian determinant <= 0 at a solution)."""
+def _tps_inverse_grid(theta: Tensor, size: tuple, iters: int = 20,
+                      tol: float = 1e-9) -> Tensor | None:
+    """Grid (1, H, W, 2) inverting the 4 x 4 TPS `theta` (1, 32): for each target pixel
+    centre q, the point p with TPS(p) = q, by Newton's method with the spline's analytic
+    Jacobian. None if it does not converge or the TPS folds (Jacobian determinant <= 0
+    at a solution)."""
     cp = tps_control_points(4, dtype=theta.dtype)
-    coef = tps_coefficients(cp, cp[None] + theta.view(1, -1, 2))[0]          # (K + 3, 2): w_1..w_K, a0, a1, a2
+    # (K + 3, 2): w_1..w_K, a0, a1, a2
+    coef = tps_coefficients(cp, cp[None] + theta.view(1, -1, 2))[0]
     W, a0, A = coef[:-3], coef[-3], coef[-2:]
     q = regular_grid(size, dtype=theta.dtype).reshape(-1, 2)
     p = q.clone()
@@ -254,43 +299,56 @@ def _tps_inverse_grid(theta: Tensor, size: tuple, iters: int = 20, tol: float = 
         d2 = (diff ** 2).sum(-1)
         res = tps_kernel(d2) @ W + a0 + p @ A - q
         # dU/dp for U = r2 log r2: (log r2 + 1) * 2 (p - c), which tends to 0 at r2 = 0
-        dU = torch.where(d2 > 0, torch.log(d2.clamp_min(torch.finfo(d2.dtype).tiny)) + 1, 0.0)[..., None] * 2 * diff
-        J = torch.einsum("kj,nki->nji", W, dU) + A.T                        # J[n, j, i] = d TPS_j / d p_i
+        log_d2 = torch.log(d2.clamp_min(torch.finfo(d2.dtype).tiny))
+        dU = torch.where(d2 > 0, log_d2 + 1, 0.0)[..., None] * 2 * diff
+        J = torch.einsum("kj,nki->nji", W, dU) + A.T      # J[n, j, i] = d TPS_j / d p_i
         det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
         if float(res.abs().max()) < tol:
             return p.reshape(1, *size, 2) if bool((det > 0).all()) else None
-        step_x = J[:, 1, 1] * res[:, 0] - J[:, 0, 1] * res[:, 1]                # J^-1 res, 2 x 2 in closed form
+        # J^-1 res, 2 x 2 in closed form
+        step_x = J[:, 1, 1] * res[:, 0] - J[:, 0, 1] * res[:, 1]
         step_y = J[:, 0, 0] * res[:, 1] - J[:, 1, 0] * res[:, 0]
         p = p - torch.stack([step_x, step_y], dim=-1) / det[:, None]
     return None
 
 
 class DistortedMNIST(DerivedDataset):
-    """Distorted MNIST (STN appendix A.4): item i = (image (C, H, H) float32, label int, theta (P,) float32).
+    """Distorted MNIST (STN appendix A.4): item i = (image (C, H, H) float32, label int,
+    theta (P,) float32).
 
-    `variant` is one of `DISTORTIONS`: "R", "RTS", "P", "E", "TC". `theta` are the parameters of the family
-    `self.family` ("rotation", "similarity", "projective", "tps" (4 x 4 control points), "similarity") that undo
-    the distortion: `get_family(self.family).apply(image[None], theta[None], size=(h, h))` gives the base image
-    back, up to interpolation and to what was lost outside the frame (TC: up to clutter). R uses the sign
-    convention of `RotatedMNIST`. `canvas` sets the canvas side for RTS (default
-    42) and TC (default 60); the other variants keep the item size."""
+    `variant` is one of `DISTORTIONS`: "R", "RTS", "P", "E", "TC". `theta` are the
+    parameters of the family `self.family` ("rotation", "similarity", "projective",
+    "tps" (4 x 4 control points), "similarity") that undo the distortion:
+    `get_family(self.family).apply(image[None], theta[None], size=(h, h))` gives the
+    base image back, up to interpolation and to what was lost outside the frame (TC: up
+    to clutter). R uses the sign convention of `RotatedMNIST`. `canvas` sets the canvas
+    side for RTS (default 42) and TC (default 60); the other variants keep the item
+    size."""
     CANVAS = {"RTS": 42, "TC": 60}
 
-    def __init__(self, base, variant: str, seed: int = 0, redraw: bool = False, canvas: int | None = None,
+    def __init__(self, base, variant: str, seed: int = 0, redraw: bool = False,
+                 canvas: int | None = None,
                  n_clutter: int = 6, patch: int = 6):
         if variant not in DISTORTIONS:
-            raise ValueError(f"unknown distorted-MNIST variant {variant!r}; expected one of {', '.join(DISTORTIONS)}")
+            raise ValueError(f"unknown distorted-MNIST variant {variant!r}; expected "
+                             f"one of {', '.join(DISTORTIONS)}")
         self.variant, self.name = variant, f"distorted-{variant}"
         super().__init__(base, seed, redraw)
         h = self.item_size
         if canvas is not None and variant not in self.CANVAS:
-            raise ValueError(f"canvas: only variants RTS and TC take a canvas size; variant {variant} keeps the item size {h}, got canvas={canvas!r}")
-        self.canvas = _int(canvas, "canvas", 1) if canvas is not None else self.CANVAS.get(variant, h)
+            raise ValueError("canvas: only variants RTS and TC take a canvas size; "
+                             f"variant {variant} keeps the item size {h}, got "
+                             f"canvas={canvas!r}")
+        self.canvas = (_int(canvas, "canvas", 1) if canvas is not None
+                       else self.CANVAS.get(variant, h))
         if self.canvas < h:
-            raise ValueError(f"canvas: expected a canvas at least as large as the item ({h} pixels), got {self.canvas}")
-        self.n_clutter, self.patch = _int(n_clutter, "n_clutter", 0), _int(patch, "patch", 1)
+            raise ValueError("canvas: expected a canvas at least as large as the item "
+                             f"({h} pixels), got {self.canvas}")
+        self.n_clutter = _int(n_clutter, "n_clutter", 0)
+        self.patch = _int(patch, "patch", 1)
         if self.patch > h:
-            raise ValueError(f"patch: expected a clutter patch no larger than the item ({h} pixels), got {self.patch}")
+            raise ValueError("patch: expected a clutter patch no larger than the item "
+                             f"({h} pixels), got {self.patch}")
         self.family = _FAMILY[variant]
 
     def make(self, i, g):
@@ -298,7 +356,8 @@ class DistortedMNIST(DerivedDataset):
         h, H = self.item_size, self.canvas
         if self.variant == "R":
             a = _uniform(g, -math.pi / 2, math.pi / 2)
-            img = place(x[None], torch.cat([a, a.new_tensor([1.0, 0.0, 0.0])])[None], (h, h))[0]
+            img = place(x[None], torch.cat([a, a.new_tensor([1.0, 0.0, 0.0])])[None],
+                        (h, h))[0]
             theta = a
         elif self.variant == "RTS":
             theta = _rts_theta(g, h, H, math.pi / 4, (0.7, 1.2))
@@ -307,19 +366,24 @@ class DistortedMNIST(DerivedDataset):
         elif self.variant == "TC":
             o = torch.tensor(_randint(g, H - h + 1, 2), dtype=torch.float64)
             theta = torch.cat([o.new_tensor([0.0, h / H]), -1 + (2 * o + h) / H])
-            img = _clutter(self, place(x[None], theta[None], (H, H))[0], i, g, self.n_clutter, self.patch)
+            img = _clutter(self, place(x[None], theta[None], (H, H))[0], i, g,
+                           self.n_clutter, self.patch)
         elif self.variant == "P":
             c = torch.tensor(_CORNERS, dtype=torch.float64)[None]
             for _ in range(1000):
                 sigma = _uniform(g, 0.75, 1.0)
-                d = sigma * c + torch.randn(1, 4, 2, generator=g, dtype=torch.float64) * (5 * 2 / h)
+                d = sigma * c + torch.randn(1, 4, 2, generator=g,
+                                            dtype=torch.float64) * (5 * 2 / h)
                 try:
-                    gen, theta = projective_from_points(d, c), projective_from_points(c, d)
-                except ValueError:                  # three corners on a line: draw again
+                    gen = projective_from_points(d, c)
+                    theta = projective_from_points(c, d)
+                except ValueError:                 # three corners on a line: draw again
                     continue
-                if _projective_ok(gen) and _projective_ok(theta): break      # no horizon inside either frame
+                # no horizon inside either frame
+                if _projective_ok(gen) and _projective_ok(theta): break
             else:
-                raise RuntimeError("distorted MNIST P: no valid homography in 1000 draws")
+                raise RuntimeError("distorted MNIST P: no valid homography in 1000 "
+                                   "draws")
             img = get_family("projective").apply(x[None], gen)[0]
             theta = theta[0]
         else:                                                                     # "E"
@@ -327,47 +391,59 @@ class DistortedMNIST(DerivedDataset):
             for _ in range(1000):
                 sigma = _uniform(g, 0.75, 1.0)
                 n = torch.randn(16, 2, generator=g, dtype=torch.float64) * (1.5 * 2 / h)
-                theta = (sigma * (cp + n) - cp).reshape(1, -1)     # base point c_k is shown at sigma (c_k + n_k)
+                # base point c_k is shown at sigma (c_k + n_k)
+                theta = (sigma * (cp + n) - cp).reshape(1, -1)
                 grid = _tps_inverse_grid(theta, (h, h))
-                if grid is not None: break                          # else: the spline folds, draw again
+                if grid is not None: break          # else: the spline folds, draw again
             else:
-                raise RuntimeError("distorted MNIST E: no invertible thin-plate spline in 1000 draws")
-            img = F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+                raise RuntimeError("distorted MNIST E: no invertible thin-plate spline "
+                                   "in 1000 draws")
+            img = F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=False)[0]
             theta = theta[0]
         return img.float(), y, theta.float()
 
 # %% ../nbs/11b_variants.ipynb #178a4549
 class MNISTAddition(DerivedDataset):
-    """MNIST addition (STN A.1): item i = (image (2C, H, H) float32, label = sum of the two digits (0..18), theta (2, 4)).
+    """MNIST addition (STN A.1): item i = (image (2C, H, H) float32, label = sum of the
+    two digits (0..18), theta (2, 4)).
 
-    Channels [0:C] hold base digit i, channels [C:2C] a second base digit drawn from the others; each is
-    RTS-distorted independently (rotation in [-45, 45] degrees, scale 0.7-1.2, random place on the H = `canvas`
-    (default 42) canvas). theta[k] is the similarity theta undoing digit k: `get_family("similarity").apply(
-    image[None, kC:(k+1)C], theta[k][None], size=(h, h))` recovers it (up to interpolation)."""
+    Channels [0:C] hold base digit i, channels [C:2C] a second base digit drawn from the
+    others; each is RTS-distorted independently (rotation in [-45, 45] degrees, scale
+    0.7-1.2, random place on the H = `canvas` (default 42) canvas). theta[k] is the
+    similarity theta undoing digit k:
+    `get_family("similarity").apply(image[None, kC:(k+1)C], theta[k][None],
+    size=(h, h))` recovers it (up to interpolation)."""
     name = "addition"
 
     def __init__(self, base, seed: int = 0, redraw: bool = False, canvas: int = 42):
         super().__init__(base, seed, redraw)
         self.canvas = _int(canvas, "canvas", 1)
         if self.canvas < self.item_size:
-            raise ValueError(f"canvas: expected a canvas at least as large as the item ({self.item_size} pixels), got {self.canvas}")
+            raise ValueError("canvas: expected a canvas at least as large as the item "
+                             f"({self.item_size} pixels), got {self.canvas}")
 
     def make(self, i, g):
         imgs, labels, thetas = [], [], []
         for j in (i, self._other(i, g)):
             x, y = _base_item(self.base, j)
             theta = _rts_theta(g, self.item_size, self.canvas, math.pi / 4, (0.7, 1.2))
-            imgs.append(place(x[None], theta, (self.canvas,) * 2)[0]); labels.append(y); thetas.append(theta[0])
+            imgs.append(place(x[None], theta, (self.canvas,) * 2)[0])
+            labels.append(y)
+            thetas.append(theta[0])
         return torch.cat(imgs).float(), sum(labels), torch.stack(thetas).float()
 
 # %% ../nbs/11b_variants.ipynb #75b0c8b7
 class TwoDigits(DerivedDataset):
-    """Two digits in one image (replication report 5.1): item i = (image (C, h, 2h) float32, label = sum, theta (2, 4)).
+    """Two digits in one image (replication report 5.1): item i = (image (C, h, 2h)
+    float32, label = sum, theta (2, 4)).
 
-    The left half shows base digit i, the right half another base digit; each is rotated by r in [-45, 45]
-    degrees, scaled by sigma in [0.7, 1.3] and shifted by t in [-0.2, 0.2]^2 (normalised; 0.1 of the width) within
-    its own h x h half. theta[k] = (r, sigma, t_x, t_y) is the similarity theta undoing digit k in its half's
-    normalised coordinates: `get_family("similarity").apply(half_k[None], theta[k][None])` recovers it."""
+    The left half shows base digit i, the right half another base digit; each is rotated
+    by r in [-45, 45] degrees, scaled by sigma in [0.7, 1.3] and shifted by t in
+    [-0.2, 0.2]^2 (normalised; 0.1 of the width) within its own h x h half.
+    theta[k] = (r, sigma, t_x, t_y) is the similarity theta undoing digit k in its
+    half's normalised coordinates:
+    `get_family("similarity").apply(half_k[None], theta[k][None])` recovers it."""
     name = "two-digits"
 
     def make(self, i, g):
@@ -376,55 +452,76 @@ class TwoDigits(DerivedDataset):
         for j in (i, self._other(i, g)):
             x, y = _base_item(self.base, j)
             theta = _rts_theta(g, h, h, math.pi / 4, (0.7, 1.3), max_shift=0.2)
-            imgs.append(place(x[None], theta, (h, h))[0]); labels.append(y); thetas.append(theta[0])
+            imgs.append(place(x[None], theta, (h, h))[0])
+            labels.append(y)
+            thetas.append(theta[0])
         return torch.cat(imgs, dim=-1).float(), sum(labels), torch.stack(thetas).float()
 
 # %% ../nbs/11b_variants.ipynb #e67ae049
 def box_to_attention(box: Tensor, canvas: int) -> Tensor:
-    """Square pixel boxes (B, 4) = (x0, y0, x1, y1) (edges; x1 = x0 + width) on a canvas of side `canvas` -> attention
-    theta (B, 3) = (s, tx, ty) (`pstn.affine.attention_matrix`, normalised, align_corners=False) whose window is
-    the box: `get_family("attention").apply(canvas_image, theta, size=(w, w))` crops it."""
+    """Square pixel boxes (B, 4) = (x0, y0, x1, y1) (edges; x1 = x0 + width) on a canvas
+    of side `canvas` -> attention theta (B, 3) = (s, tx, ty)
+    (`pstn.affine.attention_matrix`, normalised, align_corners=False) whose window is
+    the box: `get_family("attention").apply(canvas_image, theta, size=(w, w))` crops
+    it."""
     if not isinstance(box, Tensor) or box.ndim != 2 or box.shape[1] != 4:
-        raise ValueError(f"box: expected a tensor of shape (B, 4) = (x0, y0, x1, y1), got {tuple(box.shape) if isinstance(box, Tensor) else type(box).__name__}")
+        got = tuple(box.shape) if isinstance(box, Tensor) else type(box).__name__
+        raise ValueError(f"box: expected a tensor of shape (B, 4) = (x0, y0, x1, y1), "
+                         f"got {got}")
     C = _int(canvas, "canvas", 1)
     x0, y0, x1, y1 = box.unbind(-1)
     if not torch.allclose(x1 - x0, y1 - y0):
-        raise ValueError(f"box: expected square boxes (x1 - x0 == y1 - y0) for the attention family, got widths "
+        raise ValueError("box: expected square boxes (x1 - x0 == y1 - y0) for the "
+                         "attention family, got widths "
                          f"{(x1 - x0).tolist()} and heights {(y1 - y0).tolist()}")
     return torch.stack([(x1 - x0) / C, (x0 + x1) / C - 1, (y0 + y1) / C - 1], dim=-1)
 
-
+# %% ../nbs/11b_variants.ipynb #d08ed68c
 class CoLocalisation(DerivedDataset):
-    """Co-localisation (STN A.2): item i = (canvas (C, H, H) float32, label int, box (4,) float32 = (x0, y0, x1, y1)).
+    """Co-localisation (STN A.2): item i = (canvas (C, H, H) float32, label int, box
+    (4,) float32 = (x0, y0, x1, y1)).
 
-    A base digit (h x h) is copied at a uniformly random whole-pixel place on a black canvas of side H = `canvas`
-    (default 84); box is its frame in pixels (edges, x1 = x0 + h). With `clutter=True` (TC) `n_clutter` (16)
-    random `patch` x `patch` (6 x 6) crops of other base digits are pasted at random places, keeping the brighter
-    pixel. `digit` restricts the items to one class (needs `base.targets`) and `n` keeps the first n of a seeded
-    shuffle of the chosen indices. `box_to_attention(box, H)` gives the attention theta that crops the digit."""
+    A base digit (h x h) is copied at a uniformly random whole-pixel place on a black
+    canvas of side H = `canvas` (default 84); box is its frame in pixels (edges, x1 = x0
+    + h). With `clutter=True` (TC) `n_clutter` (16) random `patch` x `patch` (6 x 6)
+    crops of other base digits are pasted at random places, keeping the brighter pixel.
+    `digit` restricts the items to one class (needs `base.targets`) and `n` keeps the
+    first n of a seeded shuffle of the chosen indices. `box_to_attention(box, H)` gives
+    the attention theta that crops the digit."""
     name = "colocalisation"
 
-    def __init__(self, base, clutter: bool = False, canvas: int = 84, n_clutter: int = 16, patch: int = 6,
-                 digit: int | None = None, n: int | None = None, seed: int = 0, redraw: bool = False):
+    def __init__(self, base, clutter: bool = False, canvas: int = 84,
+                 n_clutter: int = 16, patch: int = 6,
+                 digit: int | None = None, n: int | None = None, seed: int = 0,
+                 redraw: bool = False):
         super().__init__(base, seed, redraw)
         self.clutter, self.canvas = bool(clutter), _int(canvas, "canvas", 1)
-        self.n_clutter, self.patch = _int(n_clutter, "n_clutter", 0), _int(patch, "patch", 1)
+        self.n_clutter = _int(n_clutter, "n_clutter", 0)
+        self.patch = _int(patch, "patch", 1)
         h = self.item_size
         if self.canvas < h:
-            raise ValueError(f"canvas: expected a canvas at least as large as the item ({h} pixels), got {self.canvas}")
+            raise ValueError("canvas: expected a canvas at least as large as the item "
+                             f"({h} pixels), got {self.canvas}")
         if self.patch > h:
-            raise ValueError(f"patch: expected a clutter patch no larger than the item ({h} pixels), got {self.patch}")
+            raise ValueError("patch: expected a clutter patch no larger than the item "
+                             f"({h} pixels), got {self.patch}")
         idx = torch.arange(len(base))
         if digit is not None:
             if not hasattr(base, "targets"):
-                raise ValueError("digit: selecting a class needs a base data set with `.targets`, got one without")
-            idx = torch.nonzero(torch.as_tensor(base.targets) == _int(digit, "digit")).flatten()
-            if len(idx) == 0: raise ValueError(f"digit: expected a class present in the base data set, got {digit}")
+                raise ValueError("digit: selecting a class needs a base data set with "
+                                 "`.targets`, got one without")
+            targets = torch.as_tensor(base.targets)
+            idx = torch.nonzero(targets == _int(digit, "digit")).flatten()
+            if len(idx) == 0:
+                raise ValueError("digit: expected a class present in the base data "
+                                 f"set, got {digit}")
         if n is not None:
             n = _int(n, "n", 1)
             if n > len(idx):
-                raise ValueError(f"n: expected at most the {len(idx)} available images, got {n}")
-            idx = idx[torch.randperm(len(idx), generator=item_generator(self.seed, self.name, "pick"))[:n]]
+                raise ValueError(f"n: expected at most the {len(idx)} available "
+                                 f"images, got {n}")
+            pick = item_generator(self.seed, self.name, "pick")
+            idx = idx[torch.randperm(len(idx), generator=pick)[:n]]
         self.indices = idx
 
     def __len__(self) -> int: return len(self.indices)
@@ -447,7 +544,8 @@ SUBSET_SIZES = (30, 100, 1000, 3000, 10000)
 def _targets(targets) -> Tensor:
     t = torch.as_tensor(targets)
     if t.ndim != 1 or t.is_floating_point() or t.numel() == 0:
-        raise ValueError(f"targets: expected a non-empty 1-D integer tensor of labels, got {t.dtype} of shape {tuple(t.shape)}")
+        raise ValueError("targets: expected a non-empty 1-D integer tensor of labels, "
+                         f"got {t.dtype} of shape {tuple(t.shape)}")
     return t.long()
 
 
@@ -455,16 +553,20 @@ def _per_class(size, classes: Tensor) -> int:
     size = _int(size, "size", 1)
     K = len(classes)
     if size % K:
-        raise ValueError(f"size: expected a multiple of the {K} classes (class-balanced), got {size}")
+        raise ValueError(f"size: expected a multiple of the {K} classes "
+                         f"(class-balanced), got {size}")
     return size // K
 
 
-def subset_indices(targets, size: int, fold: int = 0, seed: int = 0, n_folds: int = 5) -> Tensor:
-    """Sorted indices (size,) of a class-balanced subset: size / K images of each of the K classes in `targets` (N,).
+def subset_indices(targets, size: int, fold: int = 0, seed: int = 0,
+                   n_folds: int = 5) -> Tensor:
+    """Sorted indices (size,) of a class-balanced subset: size / K images of each of the
+    K classes in `targets` (N,).
 
-    For each class, a permutation seeded by (seed, class) is cut into blocks of size / K; fold f in
-    {0, ..., n_folds - 1} takes block f, so the folds of one size and seed are disjoint. Raises ValueError if size
-    is not a multiple of K, if fold is out of range, or if some class has fewer than n_folds * size / K images."""
+    For each class, a permutation seeded by (seed, class) is cut into blocks of size /
+    K; fold f in {0, ..., n_folds - 1} takes block f, so the folds of one size and seed
+    are disjoint. Raises ValueError if size is not a multiple of K, if fold is out of
+    range, or if some class has fewer than n_folds * size / K images."""
     t = _targets(targets)
     classes, counts = torch.unique(t, return_counts=True)
     k = _per_class(size, classes)
@@ -474,27 +576,33 @@ def subset_indices(targets, size: int, fold: int = 0, seed: int = 0, n_folds: in
         raise ValueError(f"fold: expected 0 <= fold < {n_folds}, got {fold}")
     if int(counts.min()) < n_folds * k:
         c = int(classes[counts.argmin()])
-        raise ValueError(f"size {size}: {n_folds} disjoint folds of {k} images per class need {n_folds * k} images of "
-                         f"every class, but class {c} has only {int(counts.min())} (larger than available)")
+        raise ValueError(f"size {size}: {n_folds} disjoint folds of {k} images per "
+                         f"class need {n_folds * k} images of "
+                         f"every class, but class {c} has only {int(counts.min())} "
+                         "(larger than available)")
     parts = []
     for c in classes.tolist():
         idx = torch.nonzero(t == c).flatten()
         perm = torch.randperm(len(idx), generator=item_generator(seed, "subset", c))
         parts.append(idx[perm[fold * k:(fold + 1) * k]])
     out = torch.cat(parts).sort().values
-    if len(out) != size: raise RuntimeError(f"subset has {len(out)} indices instead of {size}")
+    if len(out) != size:
+        raise RuntimeError(f"subset has {len(out)} indices instead of {size}")
     return out
 
 
 def validation_indices(targets, exclude, size: int, seed: int = 0) -> Tensor:
-    """Sorted indices (size,) of a class-balanced validation set drawn from the indices of `targets` not in `exclude`.
+    """Sorted indices (size,) of a class-balanced validation set drawn from the indices
+    of `targets` not in `exclude`.
 
-    size / K images of each of the K classes, from a permutation seeded by (seed, class) of that class's remaining
-    indices. Raises ValueError if size is not a multiple of K or some class has too few remaining images."""
+    size / K images of each of the K classes, from a permutation seeded by (seed, class)
+    of that class's remaining indices. Raises ValueError if size is not a multiple of K
+    or some class has too few remaining images."""
     t = _targets(targets)
     ex = torch.as_tensor(exclude).long().flatten()
     if len(ex) and (ex.min() < 0 or ex.max() >= len(t)):
-        raise ValueError(f"exclude: expected indices in [0, {len(t)}), got values from {int(ex.min())} to {int(ex.max())}")
+        raise ValueError(f"exclude: expected indices in [0, {len(t)}), got values from "
+                         f"{int(ex.min())} to {int(ex.max())}")
     classes = torch.unique(t)
     k = _per_class(size, classes)
     keep = torch.ones(len(t), dtype=torch.bool); keep[ex] = False
@@ -502,20 +610,30 @@ def validation_indices(targets, exclude, size: int, seed: int = 0) -> Tensor:
     for c in classes.tolist():
         idx = torch.nonzero((t == c) & keep).flatten()
         if len(idx) < k:
-            raise ValueError(f"size {size}: expected {k} remaining images of class {c} for validation, got {len(idx)} (larger than available)")
-        parts.append(idx[torch.randperm(len(idx), generator=item_generator(seed, "validation", c))[:k]])
+            raise ValueError(f"size {size}: expected {k} remaining images of class {c} "
+                             f"for validation, got {len(idx)} (larger than available)")
+        perm = torch.randperm(len(idx), generator=item_generator(seed, "validation", c))
+        parts.append(idx[perm[:k]])
     return torch.cat(parts).sort().values
 
 
-def subset_split(dataset, size: int, fold: int = 0, seed: int = 0, val_size: int | None = None,
+def subset_split(dataset, size: int, fold: int = 0, seed: int = 0,
+                 val_size: int | None = None,
                  n_folds: int = 5) -> tuple[Subset, Subset | None]:
-    """(train, validation) `torch.utils.data.Subset`s of `dataset` (which needs `.targets`): the class-balanced
-    subset `subset_indices(targets, size, fold, seed, n_folds)` and, if `val_size` is given, a class-balanced
-    validation set of that size from the remaining images. Checks that the training subset has exactly `size` items."""
+    """(train, validation) `torch.utils.data.Subset`s of `dataset` (which needs
+    `.targets`): the class-balanced subset
+    `subset_indices(targets, size, fold, seed, n_folds)` and, if `val_size` is given, a
+    class-balanced validation set of that size from the remaining images. Checks that
+    the training subset has exactly `size` items."""
     if not hasattr(dataset, "targets"):
-        raise ValueError(f"dataset: expected a data set with `.targets`, got {type(dataset).__name__} without")
+        raise ValueError("dataset: expected a data set with `.targets`, got "
+                         f"{type(dataset).__name__} without")
     idx = subset_indices(dataset.targets, size, fold, seed, n_folds)
     train = Subset(dataset, idx.tolist())
-    if len(train) != size: raise RuntimeError(f"subset has {len(train)} items instead of {size}")
-    val = None if val_size is None else Subset(dataset, validation_indices(dataset.targets, idx, val_size, seed).tolist())
+    if len(train) != size:
+        raise RuntimeError(f"subset has {len(train)} items instead of {size}")
+    val = None
+    if val_size is not None:
+        val_idx = validation_indices(dataset.targets, idx, val_size, seed)
+        val = Subset(dataset, val_idx.tolist())
     return train, val
