@@ -621,5 +621,6 @@ def page_markdown(experiment: str, to_results: str, report_label: str | None = N
     for rec in runs:
         out.append("### " + _heading(rec))
         out += summary_blocks(experiment, rec, paper)
-        out += [f"![{name} ({rec['profile']})]({to_results}/{rec['profile_dir']}/{name}.png)" for name in rec["figures"]]
+        folder = rec["profile_dir"].rsplit("/", 1)[-1]
+        out += [f"![{name} ({folder})]({to_results}/{rec['profile_dir']}/{name}.png)" for name in rec["figures"]]
     return "\n\n".join(out)
