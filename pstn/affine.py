@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from .conventions import expect_shape, expect_finite, pixel_to_normalized
+from .conventions import expect_shape, expect_finite, pixel_to_normalized, check_theta
 
 # %% ../nbs/01_affine.ipynb #5442d59c
 def _check_spatial_size(size) -> tuple:
@@ -92,9 +92,7 @@ def affine_grid(A: Tensor, size: tuple, align_corners: bool = False) -> Tensor:
 # %% ../nbs/01_affine.ipynb #12a40b52
 def _check_theta(theta, P: int, name: str = "theta") -> int:
     "Validate a parameter batch of shape (B, P): floating point and finite. Returns B."
-    B = expect_shape(theta, ("B", P), name)["B"]
-    expect_finite(theta, name)
-    return B
+    return check_theta(theta, P, name)
 
 
 def _rows(*rows) -> Tensor:

