@@ -114,9 +114,8 @@ def run_line(rec: dict) -> str:
     (and any values that differ from it), seed, hardware, torch, wall time (all
     attempts), date, commit and pstn version."""
     hw, p = rec["hardware"], rec["profile"]
-    threads = rec["parameters"].get("threads") or hw.get(
-        "torch_threads"
-    )  # the notebook's own setting wins
+    # the notebook's own setting wins
+    threads = rec["parameters"].get("threads") or hw.get("torch_threads")
     where = (
         hw.get("gpu")
         or f"{hw['cpu']} ({hw['cpu_count']} cores, {threads} torch threads)"
