@@ -8,6 +8,7 @@ __all__ = ['GITHUB_RESULTS', 'PROFILE_ORDER', 'PROFILE_LABELS', 'PAPER_RUNS', 'O
            'show_published', 'page_markdown']
 
 # %% ../nbs/report.ipynb #5ca91657
+#| code-fold: true
 import json
 from pathlib import Path
 
@@ -17,32 +18,42 @@ from .runner import project_root
 
 GITHUB_RESULTS = "https://raw.githubusercontent.com/pstn-book/pstn/main/results"
 PROFILE_ORDER = {"paper": 0, "cpu": 1, "smoke": 3}
-PROFILE_LABELS = {"paper": "the paper's protocol", "cpu": "a REDUCED cpu protocol", "smoke": "a smoke run"}
+PROFILE_LABELS = {
+    "paper": "the paper's protocol",
+    "cpu": "a REDUCED cpu protocol",
+    "smoke": "a smoke run",
+}
 
 
 def results_root(results: Path | str | None = None) -> Path | None:
-    "`results`, else `<repository>/results` inside a clone, else None (then files are read from GitHub)."
+    """`results`, else `<repository>/results` inside a clone, else None (then files are
+    read from GitHub)."""
     if results is not None: return Path(results)
     root = project_root()
-    return root / "results" if root is not None and (root / "results").is_dir() else None
+    return (
+        root / "results" if root is not None and (root / "results").is_dir() else None
+    )
 
 
 def read_result(rel: str, results: Path | str | None = None) -> str | None:
-    """The text of the committed file `results/<rel>`: from the clone (or `results`); outside a clone (e.g. on
-    Colab) from the repository on GitHub. None when it does not exist or cannot be reached."""
+    """The text of the committed file `results/<rel>`: from the clone (or `results`);
+    outside a clone (e.g. on Colab) from the repository on GitHub. None when it does
+    not exist or cannot be reached."""
     base = results_root(results)
     if base is not None:
         p = base / rel
         return p.read_text() if p.is_file() else None
     from urllib.request import urlopen
     try:
-        with urlopen(f"{GITHUB_RESULTS}/{rel}", timeout=10) as f: return f.read().decode()
-    except Exception:                                            # offline, 404: nothing published to show
+        with urlopen(f"{GITHUB_RESULTS}/{rel}", timeout=10) as f:
+            return f.read().decode()
+    except Exception:  # offline, 404: nothing published to show
         return None
 
 
 def paper_numbers(results: Path | str | None = None) -> dict:
-    "The P-STN paper's numbers, transcribed once in `results/paper_numbers.yml` ({} when unreachable)."
+    """The P-STN paper's numbers, transcribed once in `results/paper_numbers.yml` ({}
+    when unreachable)."""
     text = read_result("paper_numbers.yml", results)
     return yaml.safe_load(text) if text else {}
 
@@ -51,13 +62,18 @@ def _profile_key(name: str): return (PROFILE_ORDER.get(name, 2), name)
 
 
 def published_runs(experiment: str, results: Path | str | None = None) -> list[dict]:
-    """The published records of `experiment`, one per profile, the paper's protocol first, then `cpu`, any other
-    profile, `smoke` last. Each record gains `profile_dir` (its folder relative to `results/`) and `figures` (the
-    names of its PNG files; outside a clone, those of `FIGURES`)."""
+    """The published records of `experiment`, one per profile, the paper's protocol
+    first, then `cpu`, any other profile, `smoke` last. Each record gains
+    `profile_dir` (its folder relative to `results/`) and `figures` (the names of its
+    PNG files; outside a clone, those of `FIGURES`)."""
     base = results_root(results)
     if base is not None:
         d = base / "experiments" / experiment
-        names = [p.name for p in d.iterdir() if (p / "record.json").is_file()] if d.is_dir() else []
+        names = (
+            [p.name for p in d.iterdir() if (p / "record.json").is_file()]
+            if d.is_dir()
+            else []
+        )
     else:
         names = list(PROFILE_ORDER)
     runs = []
@@ -67,19 +83,24 @@ def published_runs(experiment: str, results: Path | str | None = None) -> list[d
         if text is None: continue
         rec = json.loads(text)
         rec["profile_dir"] = rel
-        rec["figures"] = (sorted(p.stem for p in (base / rel).glob("*.png")) if base is not None
-                          else FIGURES.get(experiment, []))
+        rec["figures"] = (
+            sorted(p.stem for p in (base / rel).glob("*.png"))
+            if base is not None
+            else FIGURES.get(experiment, [])
+        )
         runs.append(rec)
     return runs
 
 # %% ../nbs/report.ipynb #2db5a9f2
+#| code-fold: true
 def pm(m: float, s: float | None = None, digits: int = 2) -> str:
     "`m ± s` with `digits` decimals (just `m` when `s` is None)."
     return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if s is not None else "")
 
 
 def within(ours: float, paper) -> str:
-    "Whether `ours` lies within one of the paper's standard deviations (`paper` = [mean, std]), and if not, how far."
+    """Whether `ours` lies within one of the paper's standard deviations (`paper` =
+    [mean, std]), and if not, how far."""
     if not isinstance(paper, list): return "no spread given"
     m, s = paper
     return "yes" if abs(ours - m) <= s else f"no ({(ours - m) / s:+.1f} std)"
@@ -89,34 +110,57 @@ def holds(flag: bool) -> str: return "holds" if flag else "does not hold"
 
 
 def run_line(rec: dict) -> str:
-    """One line on where a published run comes from: the folder it is read from, profile (and any values that
-    differ from it), seed, hardware, torch, wall time (all attempts), date, commit and pstn version."""
+    """One line on where a published run comes from: the folder it is read from, profile
+    (and any values that differ from it), seed, hardware, torch, wall time (all
+    attempts), date, commit and pstn version."""
     hw, p = rec["hardware"], rec["profile"]
-    threads = rec["parameters"].get("threads") or hw.get("torch_threads")  # the notebook's own setting wins
-    where = hw.get("gpu") or f"{hw['cpu']} ({hw['cpu_count']} cores, {threads} torch threads)"
+    # the notebook's own setting wins
+    threads = rec["parameters"].get("threads") or hw.get("torch_threads")
+    where = (
+        hw.get("gpu")
+        or f"{hw['cpu']} ({hw['cpu_count']} cores, {threads} torch threads)"
+    )
     commit = (rec.get("git") or {}).get("commit", "?")[:8]
     ad_hoc = rec.get("ad_hoc") or {}
-    changed = (" with " + ", ".join(f"`{k}` = {v!r}" for k, v in ad_hoc.items())) if ad_hoc else ""
+    changed = (
+        (" with " + ", ".join(f"`{k}` = {v!r}" for k, v in ad_hoc.items()))
+        if ad_hoc
+        else ""
+    )
     minutes = (rec.get("total_duration_s") or rec["duration_s"]) / 60
     attempts = len(rec.get("attempts") or [None])
-    read = f" Read from `results/{rec['profile_dir']}/`." if rec.get("profile_dir") else ""
+    read = (
+        f" Read from `results/{rec['profile_dir']}/`." if rec.get("profile_dir") else ""
+    )
     version = f", pstn {rec['pstn_version']}" if rec.get("pstn_version") else ""
-    return (f"*Run:* profile `{p}` ({PROFILE_LABELS.get(p, 'a custom profile')}){changed}, seed {rec['seed']}, "
-            f"{where}, torch {hw['torch']}{version}, wall time {minutes:.1f} min"
-            f"{f' over {attempts} attempts' if attempts > 1 else ''}, finished {rec['finished']}, "
-            f"commit `{commit}`.{read}")
+    return (
+        f"*Run:* profile `{p}` ({PROFILE_LABELS.get(p, 'a custom profile')}){changed},"
+        f" seed {rec['seed']}, {where}, torch {hw['torch']}{version}, wall time"
+        f" {minutes:.1f} min{f' over {attempts} attempts' if attempts > 1 else ''},"
+        f" finished {rec['finished']}, commit `{commit}`.{read}"
+    )
 
 
 def params_line(rec: dict, keys) -> str:
     "The values of the parameters `keys` of a run (those it has)."
-    return "*Parameters:* " + ", ".join(f"`{k}` = {rec['parameters'][k]}" for k in keys if k in rec["parameters"]) + "."
+    return (
+        "*Parameters:* "
+        + ", ".join(
+            f"`{k}` = {rec['parameters'][k]}" for k in keys if k in rec["parameters"]
+        )
+        + "."
+    )
 
 
 def _rotated_mnist(m: dict, P: dict) -> list[str]:
-    S = m.get("seeds")                                         # per localiser seed (runs before it: one seed)
+    S = m.get("seeds")  # per localiser seed (runs before it: one seed)
     n = len(S["seed"]) if S else 1
-    per_seed = {"stn_accuracy": ("accuracy", "STN"), "pstn_accuracy": ("accuracy", "P-STN"),
-                "stn_epsilon": ("eps", "STN"), "pstn_epsilon": ("eps", "P-STN")}
+    per_seed = {
+        "stn_accuracy": ("accuracy", "STN"),
+        "pstn_accuracy": ("accuracy", "P-STN"),
+        "stn_epsilon": ("eps", "STN"),
+        "pstn_epsilon": ("eps", "P-STN"),
+    }
     def ours(key, scale):
         if S and key in per_seed and n > 1:
             k, name = per_seed[key]
@@ -124,80 +168,135 @@ def _rotated_mnist(m: dict, P: dict) -> list[str]:
         return f"{m[key] * scale:.2f}"
     head = "ours" if n == 1 else f"ours (mean ± std, {n} localiser seeds)"
     rows = [f"| quantity | paper | {head} |", "| --- | ---: | ---: |"]
-    for key, label, scale in [("cnn_mnist_accuracy", "CNN on MNIST (%)", 100),
-                              ("cnn_rotated_accuracy", "CNN on rotated MNIST (%)", 100),
-                              ("stn_accuracy", "STN accuracy (%)", 100), ("pstn_accuracy", "P-STN accuracy (%)", 100),
-                              ("stn_epsilon", "STN $\\varepsilon$", 1), ("pstn_epsilon", "P-STN $\\varepsilon$", 1),
-                              ("beta_hard_over_easy", "mean $\\beta$, hard / easy images", 1)]:
+    for key, label, scale in [
+        ("cnn_mnist_accuracy", "CNN on MNIST (%)", 100),
+        ("cnn_rotated_accuracy", "CNN on rotated MNIST (%)", 100),
+        ("stn_accuracy", "STN accuracy (%)", 100),
+        ("pstn_accuracy", "P-STN accuracy (%)", 100),
+        ("stn_epsilon", "STN $\\varepsilon$", 1),
+        ("pstn_epsilon", "P-STN $\\varepsilon$", 1),
+        ("beta_hard_over_easy", "mean $\\beta$, hard / easy images", 1),
+    ]:
         rows.append(f"| {label} | {P.get(key, '')} | {ours(key, scale)} |")
     p_acc = p_eps = ""
     if S and n > 1:
-        sig = lambda p: f" ({'significant' if p < 0.05 else 'not significant'}, {_p(p)} over the seeds)"
+        sig = lambda p: (
+            f" ({'significant' if p < 0.05 else 'not significant'}, {_p(p)} over"
+            " the seeds)"
+        )
         p_acc = sig(t_test(S['accuracy']['P-STN'], S['accuracy']['STN']))
         p_eps = sig(t_test(S['eps']['P-STN'], S['eps']['STN']))
-    return ["\n".join(rows),
-            f"The paper gives single numbers, no spread. **Ordering:** P-STN more accurate than STN: "
-            f"{holds(m['pstn_accuracy'] > m['stn_accuracy'])} here{p_acc}; P-STN lower $\\varepsilon$: "
-            f"{holds(m['pstn_epsilon'] < m['stn_epsilon'])} here{p_eps}."]
+    return [
+        "\n".join(rows),
+        (
+            "The paper gives single numbers, no spread. **Ordering:** P-STN more"
+            f" accurate than STN: {holds(m['pstn_accuracy'] > m['stn_accuracy'])}"
+            f" here{p_acc}; P-STN lower $\\varepsilon$:"
+            f" {holds(m['pstn_epsilon'] < m['stn_epsilon'])} here{p_eps}."
+        ),
+    ]
 
 
 def _fashion_placement(m: dict, P: dict) -> list[str]:
-    rows = ["| quantity | paper | ours |", "| --- | ---: | ---: |",
-            f"| CNN on centred items (%) | {P.get('cnn_centred_accuracy', '')} | {m['cnn_centred_accuracy'] * 100:.2f} |",
-            f"| CNN on the placed canvas, no localiser (%) | | {m['cnn_identity_view_accuracy'] * 100:.2f} |",
-            f"| CNN on the true window (%) | | {m['cnn_true_window_accuracy'] * 100:.2f} |",
-            f"| STN accuracy (%) | {P.get('stn_accuracy', '')} | {m['stn_accuracy'] * 100:.2f} |",
-            f"| P-STN accuracy (%) | {P.get('pstn_accuracy', '')} | {m['pstn_accuracy'] * 100:.2f} |",
-            f"| P-STN accuracy at $\\mu$ (%) | | {m['pstn_accuracy_at_mean'] * 100:.2f} |",
-            f"| STN translation error (pixels) | | {m['stn_translation_error_px']:.2f} |",
-            f"| P-STN translation error (pixels) | | {m['pstn_translation_error_px']:.2f} |"]
-    if "pstn_warmup_steps" in m: rows.append(f"| P-STN warm-up (training steps) | none | {m['pstn_warmup_steps']} |")
+    rows = [
+        "| quantity | paper | ours |",
+        "| --- | ---: | ---: |",
+        (
+            f"| CNN on centred items (%) | {P.get('cnn_centred_accuracy', '')} |"
+            f" {m['cnn_centred_accuracy'] * 100:.2f} |"
+        ),
+        (
+            "| CNN on the placed canvas, no localiser (%) | |"
+            f" {m['cnn_identity_view_accuracy'] * 100:.2f} |"
+        ),
+        f"| CNN on the true window (%) | | {m['cnn_true_window_accuracy'] * 100:.2f} |",
+        (
+            f"| STN accuracy (%) | {P.get('stn_accuracy', '')} |"
+            f" {m['stn_accuracy'] * 100:.2f} |"
+        ),
+        (
+            f"| P-STN accuracy (%) | {P.get('pstn_accuracy', '')} |"
+            f" {m['pstn_accuracy'] * 100:.2f} |"
+        ),
+        f"| P-STN accuracy at $\\mu$ (%) | | {m['pstn_accuracy_at_mean'] * 100:.2f} |",
+        f"| STN translation error (pixels) | | {m['stn_translation_error_px']:.2f} |",
+        (
+            "| P-STN translation error (pixels) | |"
+            f" {m['pstn_translation_error_px']:.2f} |"
+        ),
+    ]
+    if "pstn_warmup_steps" in m:
+        rows.append(
+            f"| P-STN warm-up (training steps) | none | {m['pstn_warmup_steps']} |"
+        )
     best = max(m["pstn_accuracy"], m["stn_accuracy"])
-    return ["\n".join(rows),
-            f"The paper gives single numbers, no spread. **Ordering:** P-STN more accurate than STN: "
-            f"{holds(m['pstn_accuracy'] > m['stn_accuracy'])} here; both below the CNN on centred items: "
-            f"{holds(best < m['cnn_centred_accuracy'])} here."]
+    return [
+        "\n".join(rows),
+        (
+            "The paper gives single numbers, no spread. **Ordering:** P-STN more"
+            f" accurate than STN: {holds(m['pstn_accuracy'] > m['stn_accuracy'])} here;"
+            " both below the CNN on centred items:"
+            f" {holds(best < m['cnn_centred_accuracy'])} here."
+        ),
+    ]
 
 
 def _rank(d: dict) -> str: return " > ".join(sorted(d, key=d.get, reverse=True))
 
 
 PAPER_RUNS = 5
-"The paper's tables give mean ± std over 5 folds or repetitions: the n of its side of every t-test."
+"""The paper's tables give mean ± std over 5 folds or repetitions: the n of its side of
+every t-test."""
 
 
 def _stats(x) -> tuple[float, float, int]:
-    "(mean, sample standard deviation, n) of a list of runs; nan propagates (a diverged run is not dropped)."
+    """(mean, sample standard deviation, n) of a list of runs; nan propagates (a
+    diverged run is not dropped)."""
     x = [float(v) for v in x]
     n = len(x); m = sum(x) / n
     return (m, (sum((v - m) ** 2 for v in x) / (n - 1)) ** 0.5 if n > 1 else 0.0, n)
 
 
 def t_test(a, b) -> float:
-    """p-value of the two-sample Student t-test (equal variances, two-sided) between `a` and `b`, each a list of
-    runs or a `(mean, std, n)` triple; nan when a side has fewer than 2 runs or both spreads are zero."""
+    """p-value of the two-sample Student t-test (equal variances, two-sided) between `a`
+    and `b`, each a list of runs or a `(mean, std, n)` triple; nan when a side has
+    fewer than 2 runs or both spreads are zero."""
     import math
     from scipy import stats
-    (ma, sa, na), (mb, sb, nb) = (x if isinstance(x, tuple) else _stats(x) for x in (a, b))
+    (ma, sa, na), (mb, sb, nb) = (
+        x if isinstance(x, tuple) else _stats(x) for x in (a, b)
+    )
     if na < 2 or nb < 2 or (sa == 0 and sb == 0): return math.nan
-    return float(stats.ttest_ind_from_stats(ma, sa, na, mb, sb, nb, equal_var=True).pvalue)
+    return float(
+        stats.ttest_ind_from_stats(ma, sa, na, mb, sb, nb, equal_var=True).pvalue
+    )
 
 
 def _p(p: float) -> str:
     import math
-    return "n/a" if math.isnan(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001") + (" \\*" if p < 0.05 else "")
+    return (
+        "n/a"
+        if math.isnan(p)
+        else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001")
+        + (" \\*" if p < 0.05 else "")
+    )
 
 
 def vs_paper(runs: list, paper) -> str:
-    "Our runs against the paper's mean ± std (n = 5): the t-test's p, starred when the two differ at p < 0.05."
+    """Our runs against the paper's mean ± std (n = 5): the t-test's p, starred when the
+    two differ at p < 0.05."""
     if not isinstance(paper, list): return ""
     return _p(t_test(list(runs), (paper[0], paper[1], PAPER_RUNS)))
 
 
-def orderings(setting: str, ours: dict, paper: dict, lower_is_better: bool = False) -> list[str]:
-    """Table rows (| setting | pair | paper | ours | verdict |) for every pair of models: the direction of each
-    difference and its two-sample t-test, in the paper (from its mean ± std, n = 5) and in our runs, and whether
-    the paper's significant orderings hold in ours. `ours`: model -> list of runs; `paper`: model -> [mean, std]."""
+def orderings(
+    setting: str, ours: dict, paper: dict, lower_is_better: bool = False
+) -> list[str]:
+    """Table rows (| setting | pair | paper | ours | verdict |) for every pair of
+    models: the direction of each difference and its two-sample t-test, in the paper
+    (from its mean ± std, n = 5) and in our runs, and whether the paper's significant
+    orderings hold in ours. `ours`: model -> list of runs; `paper`: model -> [mean,
+    std]."""
     import itertools, statistics
     rows = []
     for a, b in itertools.combinations([k for k in ours if k in paper], 2):
@@ -206,151 +305,361 @@ def orderings(setting: str, ours: dict, paper: dict, lower_is_better: bool = Fal
         p_paper = t_test((pa, paper[a][1], PAPER_RUNS), (pb, paper[b][1], PAPER_RUNS))
         oa, ob = statistics.fmean(ours[a]), statistics.fmean(ours[b])
         p_ours = t_test(list(ours[a]), list(ours[b]))
-        best_p, best_o = (a, b) if sign * (pa - pb) >= 0 else (b, a), (a, b) if sign * (oa - ob) >= 0 else (b, a)
+        best_p, best_o = (a, b) if sign * (pa - pb) >= 0 else (b, a), (
+            (a, b) if sign * (oa - ob) >= 0 else (b, a)
+        )
         sig_p, sig_o = p_paper < 0.05, p_ours < 0.05
         if sig_p:
-            verdict = ("holds, significant" if sig_o else "same direction, not significant") if best_o == best_p \
+            verdict = (
+                ("holds, significant" if sig_o else "same direction, not significant")
+                if best_o == best_p
                 else ("reversed, significant" if sig_o else "reversed, not significant")
+            )
         else:
-            verdict = f"paper: no significant difference; ours: {'significant' if sig_o else 'none either'}"
-        rows.append(f"| {setting} | {a} vs {b} | {best_p[0]} better ({_p(p_paper)}) | {best_o[0]} better ({_p(p_ours)}) "
-                    f"| {verdict} |")
+            verdict = (
+                "paper: no significant difference; ours:"
+                f" {'significant' if sig_o else 'none either'}"
+            )
+        rows.append(
+            f"| {setting} | {a} vs {b} | {best_p[0]} better ({_p(p_paper)}) |"
+            f" {best_o[0]} better ({_p(p_ours)}) | {verdict} |"
+        )
     return rows
 
 
-ORDERING_HEAD = ["| setting | pair | paper | ours | the paper's ordering in ours |", "| --- | --- | --- | --- | --- |"]
-T_NOTE = ("Two-sample Student t-tests, two-sided, the paper's side from its mean ± std with n = 5; \\* marks p < 0.05. "
-          "*t-test vs the paper* asks whether our runs and the paper's differ.")
+ORDERING_HEAD = [
+    "| setting | pair | paper | ours | the paper's ordering in ours |",
+    "| --- | --- | --- | --- | --- |",
+]
+T_NOTE = (
+    "Two-sample Student t-tests, two-sided, the paper's side from its mean ± std with n"
+    " = 5; \\* marks p < 0.05. *t-test vs the paper* asks whether our runs and the"
+    " paper's differ."
+)
 
 
 def _mnist_subsets(m: dict, P: dict) -> list[str]:
     sizes, kinds = [str(s) for s in m["sizes"]], ("CNN", "STN", "P-STN")
-    rows = ["| model | size | paper (%) | ours (%) | within the paper's spread | t-test vs the paper |",
-            "| --- | ---: | ---: | ---: | --- | --- |"]
+    rows = [
+        (
+            "| model | size | paper (%) | ours (%) | within the paper's spread | t-test"
+            " vs the paper |"
+        ),
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
     for kind in kinds:
         for s in sizes:
             o, p = m["accuracy"][kind][s], P.get(kind, {}).get(s)
-            rows.append(f"| {kind} | {s} | {pm(*p) if p else ''} | {pm(o['mean'], o['std'])} | {within(o['mean'], p)} | "
-                        f"{vs_paper(o['folds'], p)} |")
-    out = ["\n".join(rows), f"Ours: mean ± std over {m['folds']} folds; $w$ from {m['w_source']}; weights per model "
-                            f"{m['weights']}. " + T_NOTE]
+            rows.append(
+                f"| {kind} | {s} | {pm(*p) if p else ''} | {pm(o['mean'], o['std'])} |"
+                f" {within(o['mean'], p)} | {vs_paper(o['folds'], p)} |"
+            )
+    out = [
+        "\n".join(rows),
+        f"Ours: mean ± std over {m['folds']} folds; $w$ from {m['w_source']}; weights"
+        f" per model {m['weights']}. "
+        + T_NOTE,
+    ]
     order = list(ORDERING_HEAD)
     for s in sizes:
-        order += orderings(f"MNIST{s}", {k: m["accuracy"][k][s]["folds"] for k in kinds},
-                           {k: P[k][s] for k in kinds if s in P.get(k, {})})
-    if len(order) > 2: out.append("**Orderings of the models by accuracy**\n\n" + "\n".join(order))
+        order += orderings(
+            f"MNIST{s}",
+            {k: m["accuracy"][k][s]["folds"] for k in kinds},
+            {k: P[k][s] for k in kinds if s in P.get(k, {})},
+        )
+    if len(order) > 2:
+        out.append("**Orderings of the models by accuracy**\n\n" + "\n".join(order))
     e, PC = m.get("ece_mnist100"), P.get("calibration_mnist100", {})
     if e:
-        rows = ["| model | paper ECE | ours | within the paper's spread | t-test vs the paper |",
-                "| --- | ---: | ---: | --- | --- |"]
+        rows = [
+            (
+                "| model | paper ECE | ours | within the paper's spread | t-test vs the"
+                " paper |"
+            ),
+            "| --- | ---: | ---: | --- | --- |",
+        ]
         for k, v in e.items():
-            rows.append(f"| {k} | {pm(*PC[k], digits=4) if k in PC else ''} | {pm(v['mean'], v['std'], digits=4)} | "
-                        f"{within(v['mean'], PC.get(k))} | {vs_paper(v['folds'], PC.get(k))} |")
+            rows.append(
+                f"| {k} | {pm(*PC[k], digits=4) if k in PC else ''} |"
+                f" {pm(v['mean'], v['std'], digits=4)} | {within(v['mean'], PC.get(k))}"
+                f" | {vs_paper(v['folds'], PC.get(k))} |"
+            )
         best_ours = min(e, key=lambda k: e[k]["mean"])
         best_paper = min(PC, key=lambda k: PC[k][0]) if PC else "?"
-        cal = ORDERING_HEAD + orderings("MNIST100 ECE", {k: v["folds"] for k, v in e.items()}, PC, lower_is_better=True)
-        out.append("**Calibration on MNIST100** (expected calibration error, 10 equal-width bins; lower is better)\n\n"
-                   + "\n".join(rows) + f"\n\nBest calibrated: paper {best_paper}, ours {best_ours}.")
+        cal = ORDERING_HEAD + orderings(
+            "MNIST100 ECE",
+            {k: v["folds"] for k, v in e.items()},
+            PC,
+            lower_is_better=True,
+        )
+        out.append(
+            "**Calibration on MNIST100** (expected calibration error, 10 equal-width"
+            " bins; lower is better)\n\n"
+            + "\n".join(rows)
+            + f"\n\nBest calibrated: paper {best_paper}, ours {best_ours}."
+        )
         if len(cal) > 2: out.append("\n".join(cal))
     return out
 
 
 def _ucr(m: dict, P: dict) -> list[str]:
-    rows = ["| data set | model | paper (%) | ours (%) | within the paper's spread | t-test vs the paper |",
-            "| --- | --- | ---: | ---: | --- | --- |"]
+    rows = [
+        (
+            "| data set | model | paper (%) | ours (%) | within the paper's spread |"
+            " t-test vs the paper |"
+        ),
+        "| --- | --- | ---: | ---: | --- | --- |",
+    ]
     order = list(ORDERING_HEAD)
     for name, row in m["accuracy"].items():
         for kind, o in row.items():
             p = P.get(name, {}).get(kind)
-            rows.append(f"| {name} | {kind} | {pm(*p) if p else ''} | {pm(o['mean'], o['std'])} | {within(o['mean'], p)} | "
-                        f"{vs_paper(o['runs'], p)} |")
-        if "majority" in m: rows.append(f"| {name} | *majority class* | | {m['majority'][name]:.2f} | | |")
-        order += orderings(name, {k: o["runs"] for k, o in row.items()}, P.get(name, {}))
+            rows.append(
+                f"| {name} | {kind} | {pm(*p) if p else ''} | {pm(o['mean'], o['std'])}"
+                f" | {within(o['mean'], p)} | {vs_paper(o['runs'], p)} |"
+            )
+        if "majority" in m:
+            rows.append(
+                f"| {name} | *majority class* | | {m['majority'][name]:.2f} | | |"
+            )
+        order += orderings(
+            name, {k: o["runs"] for k, o in row.items()}, P.get(name, {})
+        )
     for kind in m["mean_accuracy"]:
-        rows.append(f"| mean | {kind} | {P.get('mean', {}).get(kind, '')} | {m['mean_accuracy'][kind]:.2f} | | |")
-    out = ["\n".join(rows), f"Ours: mean ± std over {m['repetitions']} repetitions; $w$ from {m['w_source']}; "
-                            f"weights {m['weights']}. " + T_NOTE]
-    if len(order) > 2: out.append("**Orderings of the models per data set**\n\n" + "\n".join(order))
+        rows.append(
+            f"| mean | {kind} | {P.get('mean', {}).get(kind, '')} |"
+            f" {m['mean_accuracy'][kind]:.2f} | | |"
+        )
+    out = [
+        "\n".join(rows),
+        f"Ours: mean ± std over {m['repetitions']} repetitions; $w$ from"
+        f" {m['w_source']}; weights {m['weights']}. "
+        + T_NOTE,
+    ]
+    if len(order) > 2:
+        out.append("**Orderings of the models per data set**\n\n" + "\n".join(order))
     if "majority" in m:
-        near = [f"{k} on {n} ({o['mean']:.1f}% against {m['majority'][n]:.1f}%)" for n, row in m["accuracy"].items()
-                for k, o in row.items() if o["mean"] - m["majority"][n] < 5]
-        out.append("**Near the majority class** (mean accuracy less than 5 points above always answering the most "
-                   "frequent test class): " + ("; ".join(near) if near else "no model on any data set") + ".")
+        near = [
+            f"{k} on {n} ({o['mean']:.1f}% against {m['majority'][n]:.1f}%)"
+            for n, row in m["accuracy"].items()
+            for k, o in row.items()
+            if o["mean"] - m["majority"][n] < 5
+        ]
+        out.append(
+            "**Near the majority class** (mean accuracy less than 5 points above always"
+            " answering the most frequent test class): "
+            + ("; ".join(near) if near else "no model on any data set")
+            + "."
+        )
     if m.get("w_validation_accuracy"):
-        out.append("**$w$ chosen on validation data** (accuracy of one P-STN per $w$ on 25% of the training set): "
-                   + "; ".join(f"{n}: " + ", ".join(f"{w} → {100 * a:.1f}%" for w, a in s.items()) + f" (chosen {m['w'][n]:g})"
-                               for n, s in m["w_validation_accuracy"].items()) + ".")
-    out.append(f"**Ordering of the mean accuracies:** paper {_rank(P['mean']) if 'mean' in P else '?'}, "
-               f"ours {_rank(m['mean_accuracy'])}.")
+        out.append(
+            "**$w$ chosen on validation data** (accuracy of one P-STN per $w$ on 25% of"
+            " the training set): "
+            + "; ".join(
+                f"{n}: "
+                + ", ".join(f"{w} → {100 * a:.1f}%" for w, a in s.items())
+                + f" (chosen {m['w'][n]:g})"
+                for n, s in m["w_validation_accuracy"].items()
+            )
+            + "."
+        )
+    out.append(
+        "**Ordering of the mean accuracies:** paper"
+        f" {_rank(P['mean']) if 'mean' in P else '?'}, ours"
+        f" {_rank(m['mean_accuracy'])}."
+    )
     return out
 
 
 def _failure_mode(m: dict, P: dict) -> list[str]:
     ds, ks = [str(d) for d in m["depths"]], ("nn_mnist", "nn_rotated", "stn", "pstn")
-    st = lambda x, scale=100, f=".2f": f"{x['median'] * scale:{f}} ± {x['mad'] * scale:{f}}"
-    rows = ["| depth | " + " | ".join(f"{m['models'][k]} accuracy (%)" for k in ks)
-            + " | STN angle variance | P-STN angle variance |", "| ---: |" + " ---: |" * 6]
+    st = lambda x, scale=100, f=".2f": (
+        f"{x['median'] * scale:{f}} ± {x['mad'] * scale:{f}}"
+    )
+    rows = [
+        "| depth | "
+        + " | ".join(f"{m['models'][k]} accuracy (%)" for k in ks)
+        + " | STN angle variance | P-STN angle variance |",
+        "| ---: |" + " ---: |" * 6,
+    ]
     for d in ds:
-        rows.append(f"| {d} | " + " | ".join(st(m["accuracy"][k][d]) for k in ks)
-                    + f" | {st(m['angle_variance']['stn'][d], 1, '.2g')} | {st(m['angle_variance']['pstn'][d], 1, '.2g')} |")
+        rows.append(
+            f"| {d} | "
+            + " | ".join(st(m["accuracy"][k][d]) for k in ks)
+            + f" | {st(m['angle_variance']['stn'][d], 1, '.2g')} |"
+            f" {st(m['angle_variance']['pstn'][d], 1, '.2g')} |"
+        )
     acc = lambda k, d: m["accuracy"][k][d]["median"]
     var = lambda k, d: m["angle_variance"][k][d]["median"]
-    moves = lambda k: ", ".join(d for d in ds if var(k, d) > 0.1 * m["true_angle_variance"]) or "none"
+    moves = (
+        lambda k: ", ".join(d for d in ds if var(k, d) > 0.1 * m["true_angle_variance"])
+        or "none"
+    )
     better = ", ".join(d for d in ds if acc("pstn", d) > acc("stn", d)) or "none"
-    return ["\n".join(rows),
-            f"Medians ± one median absolute deviation over {m['runs']} runs. Angle variance in rad²; a localiser that "
-            f"undid every rotation would reach {m['true_angle_variance']:.2f}.",
-            f"**The paper's findings here.** P-STN more accurate than STN at depths {better} (of {', '.join(ds)}). "
-            f"P-STN localiser undoes rotations (median variance of its predicted angles above a tenth of the true "
-            f"angles' variance) at depths {moves('pstn')}; STN at depths {moves('stn')}."]
+    return [
+        "\n".join(rows),
+        (
+            f"Medians ± one median absolute deviation over {m['runs']} runs. Angle"
+            " variance in rad²; a localiser that undid every rotation would reach"
+            f" {m['true_angle_variance']:.2f}."
+        ),
+        (
+            "**The paper's findings here.** P-STN more accurate than STN at depths"
+            f" {better} (of {', '.join(ds)}). P-STN localiser undoes rotations (median"
+            " variance of its predicted angles above a tenth of the true angles'"
+            f" variance) at depths {moves('pstn')}; STN at depths {moves('stn')}."
+        ),
+    ]
 
 
 def _loss_landscape(m: dict, P: dict) -> list[str]:
-    rows = ["| curve | deep local minima | basin width (rad) | descent from identity succeeds | starts that succeed |",
-            "| --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        (
+            "| curve | deep local minima | basin width (rad) | descent from identity"
+            " succeeds | starts that succeed |"
+        ),
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, c in m["curves"].items():
-        rows.append(f"| {name} | {c['deep_minima']:.2f} | {c['basin_width']:.2f} | {c['success_from_identity']:.2f} | "
-                    f"{c['success_share']:.2f} |")
+        rows.append(
+            f"| {name} | {c['deep_minima']:.2f} | {c['basin_width']:.2f} |"
+            f" {c['success_from_identity']:.2f} | {c['success_share']:.2f} |"
+        )
     stn = m["curves"]["STN"]
-    smoother = all(c["deep_minima"] <= stn["deep_minima"] for k, c in m["curves"].items() if k != "STN")
-    return ["\n".join(rows),
-            f"CNN accuracy on MNIST: {m['cnn_mnist_accuracy'] * 100:.2f}%; {m['n_digits']} digits, {m['n_grid']} angles.",
-            f"**The paper's claim** (the marginal loss has fewer local minima than the STN's): {holds(smoother)} here, "
-            f"for every scale $\\sigma$."]
+    smoother = all(
+        c["deep_minima"] <= stn["deep_minima"]
+        for k, c in m["curves"].items()
+        if k != "STN"
+    )
+    return [
+        "\n".join(rows),
+        (
+            f"CNN accuracy on MNIST: {m['cnn_mnist_accuracy'] * 100:.2f}%;"
+            f" {m['n_digits']} digits, {m['n_grid']} angles."
+        ),
+        (
+            "**The paper's claim** (the marginal loss has fewer local minima than the"
+            f" STN's): {holds(smoother)} here, for every scale $\\sigma$."
+        ),
+    ]
 
 
 SECTIONS = {
-    "rotated_mnist": (_rotated_mnist, ["train_size", "test_size", "cnn_epochs", "loc_epochs", "batch_size", "lr",
-                                       "S_train", "S_test", "w", "init_var", "bound"]),
-    "fashion_placement": (_fashion_placement, ["cnn_train_size", "train_size", "test_size", "cnn_epochs", "loc_epochs",
-                                               "batch_size", "loc_lr", "S_train", "S_test", "w", "init_var", "bound",
-                                               "warmup_epochs"]),
-    "mnist_subsets": (_mnist_subsets, ["train_steps", "batch_size", "lr", "weight_decay", "S_train", "S_test",
-                                       "init_var", "bound", "test_size"]),
-    "ucr": (_ucr, ["epochs", "batch_size", "lr", "weight_decay", "w_grid", "S_train", "S_test", "cells", "channels", "hidden",
-                   "init_var", "bound"]),
-    "failure_mode": (_failure_mode, ["train_size", "test_size", "epochs", "batch_size", "lr", "hidden", "dropout",
-                                     "S_train", "S_test", "w", "init_var", "bound"]),
-    "loss_landscape": (_loss_landscape, ["train_size", "cnn_epochs", "n_digits", "mc_samples"]),
+    "rotated_mnist": (
+        _rotated_mnist,
+        [
+            "train_size",
+            "test_size",
+            "cnn_epochs",
+            "loc_epochs",
+            "batch_size",
+            "lr",
+            "S_train",
+            "S_test",
+            "w",
+            "init_var",
+            "bound",
+        ],
+    ),
+    "fashion_placement": (
+        _fashion_placement,
+        [
+            "cnn_train_size",
+            "train_size",
+            "test_size",
+            "cnn_epochs",
+            "loc_epochs",
+            "batch_size",
+            "loc_lr",
+            "S_train",
+            "S_test",
+            "w",
+            "init_var",
+            "bound",
+            "warmup_epochs",
+        ],
+    ),
+    "mnist_subsets": (
+        _mnist_subsets,
+        [
+            "train_steps",
+            "batch_size",
+            "lr",
+            "weight_decay",
+            "S_train",
+            "S_test",
+            "init_var",
+            "bound",
+            "test_size",
+        ],
+    ),
+    "ucr": (
+        _ucr,
+        [
+            "epochs",
+            "batch_size",
+            "lr",
+            "weight_decay",
+            "w_grid",
+            "S_train",
+            "S_test",
+            "cells",
+            "channels",
+            "hidden",
+            "init_var",
+            "bound",
+        ],
+    ),
+    "failure_mode": (
+        _failure_mode,
+        [
+            "train_size",
+            "test_size",
+            "epochs",
+            "batch_size",
+            "lr",
+            "hidden",
+            "dropout",
+            "S_train",
+            "S_test",
+            "w",
+            "init_var",
+            "bound",
+        ],
+    ),
+    "loss_landscape": (
+        _loss_landscape,
+        ["train_size", "cnn_epochs", "n_digits", "mc_samples"],
+    ),
 }
-"""Per experiment: the function that turns a run's metrics and the paper's numbers into Markdown blocks (tables, the
-paper's claims checked), and the parameters its summary names."""
+"""Per experiment: the function that turns a run's metrics and the paper's numbers into
+Markdown blocks (tables, the paper's claims checked), and the parameters its summary
+names."""
 
-FIGURES = {"rotated_mnist": ["angles", "samples", "beta"], "fashion_placement": ["translations", "samples"],
-           "mnist_subsets": ["subsets", "calibration"], "ucr": ["augmentations"],
-           "failure_mode": ["failure_mode", "angles"], "loss_landscape": ["landscape", "summary"]}
-"The figures each experiment publishes (used where `results/` cannot be listed, i.e. outside a clone)."
+FIGURES = {
+    "rotated_mnist": ["angles", "samples", "beta"],
+    "fashion_placement": ["translations", "samples"],
+    "mnist_subsets": ["subsets", "calibration"],
+    "ucr": ["augmentations"],
+    "failure_mode": ["failure_mode", "angles"],
+    "loss_landscape": ["landscape", "summary"],
+}
+"""The figures each experiment publishes (used where `results/` cannot be listed, i.e.
+outside a clone)."""
 
 
 def summary_blocks(experiment: str, rec: dict, paper: dict | None = None) -> list[str]:
-    "The Markdown blocks that summarise one published run of `experiment`: key numbers beside the paper's, provenance."
+    """The Markdown blocks that summarise one published run of `experiment`: key numbers
+    beside the paper's, provenance."""
     fn, keys = SECTIONS[experiment]
     paper = paper_numbers() if paper is None else paper
     P = dict(paper.get(experiment, {}))
-    if experiment == "mnist_subsets": P["calibration_mnist100"] = paper.get("calibration_mnist100", {})
+    if experiment == "mnist_subsets":
+        P["calibration_mnist100"] = paper.get("calibration_mnist100", {})
     return fn(rec["metrics"], P) + [run_line(rec) + " " + params_line(rec, keys)]
 
 # %% ../nbs/report.ipynb #f2c45eb7
+#| code-fold: true
 def _frame(rows: list[dict]):
     import pandas as pd
     return pd.DataFrame(rows)
@@ -364,7 +673,19 @@ def _mad_interval(v):
 
 
 def _paper_marks(ax, xs, means, stds, color="black", label="paper (mean ± std)"):
-    ax.errorbar(xs, means, yerr=stds, fmt="D", ms=5, mfc="white", color=color, capsize=3, lw=1, zorder=5, label=label)
+    ax.errorbar(
+        xs,
+        means,
+        yerr=stds,
+        fmt="D",
+        ms=5,
+        mfc="white",
+        color=color,
+        capsize=3,
+        lw=1,
+        zorder=5,
+        label=label,
+    )
 
 
 def _plot_mnist_subsets(m: dict, P: dict):
@@ -375,24 +696,76 @@ def _plot_mnist_subsets(m: dict, P: dict):
     ncol = 2 if m.get("ece_mnist100") else 1
     fig, axes = plt.subplots(1, ncol, figsize=(5.2 * ncol, 3.8), squeeze=False)
     ax = axes[0, 0]; pal = dict(zip(kinds, sns.color_palette(n_colors=3)))
-    sns.lineplot(data=acc, x="size", y="accuracy", hue="model", palette=pal, errorbar="sd", marker="o", ax=ax)
-    sns.stripplot(data=acc, x="size", y="accuracy", hue="model", palette=pal, native_scale=True, jitter=0.04,
-                  size=3, alpha=0.5, legend=False, ax=ax)
+    sns.lineplot(
+        data=acc,
+        x="size",
+        y="accuracy",
+        hue="model",
+        palette=pal,
+        errorbar="sd",
+        marker="o",
+        ax=ax,
+    )
+    sns.stripplot(
+        data=acc,
+        x="size",
+        y="accuracy",
+        hue="model",
+        palette=pal,
+        native_scale=True,
+        jitter=0.04,
+        size=3,
+        alpha=0.5,
+        legend=False,
+        ax=ax,
+    )
     for k in kinds:
         p = [(int(s), *P[k][s]) for s in sizes if s in P.get(k, {})]
-        if p: ax.errorbar(*zip(*[(x, mu) for x, mu, _ in p]), yerr=[sd for *_, sd in p], color=pal[k], ls="--",
-                          lw=1, capsize=3, marker="D", mfc="white", ms=4)
-    ax.set(xscale="log", xlabel="training images", ylabel="test accuracy (%)",
-           title="accuracy over folds (ours: points, mean ± sd)\npaper: dashed, white diamonds")
+        if p:
+            ax.errorbar(
+                *zip(*[(x, mu) for x, mu, _ in p]),
+                yerr=[sd for *_, sd in p],
+                color=pal[k],
+                ls="--",
+                lw=1,
+                capsize=3,
+                marker="D",
+                mfc="white",
+                ms=4
+            )
+    ax.set(
+        xscale="log",
+        xlabel="training images",
+        ylabel="test accuracy (%)",
+        title=(
+            "accuracy over folds (ours: points, mean ± sd)\npaper: dashed, white"
+            " diamonds"
+        ),
+    )
     if ncol == 2:
         e, PC = m["ece_mnist100"], P.get("calibration_mnist100", {})
         ece = _frame([dict(model=k, ECE=v) for k, o in e.items() for v in o["folds"]])
         ax = axes[0, 1]; names = list(e)
-        sns.stripplot(data=ece, x="model", y="ECE", order=names, color="0.6", size=4, ax=ax)
-        sns.pointplot(data=ece, x="model", y="ECE", order=names, errorbar="sd", linestyle="none", capsize=0.15,
-                      color="C0", ax=ax, label="ours (mean ± sd over folds)")
+        sns.stripplot(
+            data=ece, x="model", y="ECE", order=names, color="0.6", size=4, ax=ax
+        )
+        sns.pointplot(
+            data=ece,
+            x="model",
+            y="ECE",
+            order=names,
+            errorbar="sd",
+            linestyle="none",
+            capsize=0.15,
+            color="C0",
+            ax=ax,
+            label="ours (mean ± sd over folds)",
+        )
         pts = [(i + 0.25, *PC[k]) for i, k in enumerate(names) if k in PC]
-        if pts: _paper_marks(ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts])
+        if pts:
+            _paper_marks(
+                ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+            )
         ax.set(xlabel="", title="calibration on MNIST100")
         ax.tick_params(axis="x", labelrotation=20); ax.legend(fontsize=8)
     fig.tight_layout()
@@ -402,17 +775,49 @@ def _plot_mnist_subsets(m: dict, P: dict):
 def _plot_ucr(m: dict, P: dict):
     import matplotlib.pyplot as plt, seaborn as sns
     names = list(m["accuracy"])
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(names), figsize=(2.6 * len(names), 3.4), squeeze=False
+    )
     for ax, name in zip(axes[0], names):
         kinds = list(m["accuracy"][name])
-        df = _frame([dict(model=k, accuracy=a) for k in kinds for a in m["accuracy"][name][k]["runs"]])
-        sns.stripplot(data=df, x="model", y="accuracy", order=kinds, color="0.6", size=4, ax=ax)
-        sns.pointplot(data=df, x="model", y="accuracy", order=kinds, errorbar="sd", linestyle="none", capsize=0.2,
-                      color="C0", ax=ax)
-        pts = [(i + 0.3, *P[name][k]) for i, k in enumerate(kinds) if k in P.get(name, {})]
-        if pts: _paper_marks(ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts])
-        ax.set(title=name if len(name) < 20 else name[:18] + "…", xlabel="", ylabel="test accuracy (%)" if ax is axes[0, 0] else "")
-    fig.suptitle("UCR: repetitions (grey), our mean ± sd (blue), the paper's mean ± sd (white diamonds)", fontsize=9)
+        df = _frame(
+            [
+                dict(model=k, accuracy=a)
+                for k in kinds
+                for a in m["accuracy"][name][k]["runs"]
+            ]
+        )
+        sns.stripplot(
+            data=df, x="model", y="accuracy", order=kinds, color="0.6", size=4, ax=ax
+        )
+        sns.pointplot(
+            data=df,
+            x="model",
+            y="accuracy",
+            order=kinds,
+            errorbar="sd",
+            linestyle="none",
+            capsize=0.2,
+            color="C0",
+            ax=ax,
+        )
+        pts = [
+            (i + 0.3, *P[name][k]) for i, k in enumerate(kinds) if k in P.get(name, {})
+        ]
+        if pts:
+            _paper_marks(
+                ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+            )
+        ax.set(
+            title=name if len(name) < 20 else name[:18] + "…",
+            xlabel="",
+            ylabel="test accuracy (%)" if ax is axes[0, 0] else "",
+        )
+    fig.suptitle(
+        "UCR: repetitions (grey), our mean ± sd (blue), the paper's mean ± sd (white"
+        " diamonds)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -420,47 +825,112 @@ def _plot_ucr(m: dict, P: dict):
 def _plot_failure_mode(m: dict, P: dict):
     import matplotlib.pyplot as plt, seaborn as sns
     ks, ds = ("nn_mnist", "nn_rotated", "stn", "pstn"), [str(d) for d in m["depths"]]
-    acc = _frame([dict(model=m["models"][k], depth=int(d), accuracy=100 * a) for k in ks for d in ds
-                  for a in m["accuracy"][k][d]["runs"]])
-    var = _frame([dict(model=m["models"][k], depth=int(d), variance=v) for k in ("stn", "pstn") for d in ds
-                  for v in m["angle_variance"][k][d]["runs"]])
+    acc = _frame(
+        [
+            dict(model=m["models"][k], depth=int(d), accuracy=100 * a)
+            for k in ks
+            for d in ds
+            for a in m["accuracy"][k][d]["runs"]
+        ]
+    )
+    var = _frame(
+        [
+            dict(model=m["models"][k], depth=int(d), variance=v)
+            for k in ("stn", "pstn")
+            for d in ds
+            for v in m["angle_variance"][k][d]["runs"]
+        ]
+    )
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    sns.lineplot(data=acc, x="depth", y="accuracy", hue="model", estimator="median", errorbar=_mad_interval,
-                 marker="o", ax=a1)
-    sns.scatterplot(data=acc, x="depth", y="accuracy", hue="model", s=12, alpha=0.4, legend=False, ax=a1)
-    a1.set(xticks=[int(d) for d in ds], ylabel="test accuracy (%)", title="accuracy: median ± MAD, runs as dots")
+    sns.lineplot(
+        data=acc,
+        x="depth",
+        y="accuracy",
+        hue="model",
+        estimator="median",
+        errorbar=_mad_interval,
+        marker="o",
+        ax=a1,
+    )
+    sns.scatterplot(
+        data=acc,
+        x="depth",
+        y="accuracy",
+        hue="model",
+        s=12,
+        alpha=0.4,
+        legend=False,
+        ax=a1,
+    )
+    a1.set(
+        xticks=[int(d) for d in ds],
+        ylabel="test accuracy (%)",
+        title="accuracy: median ± MAD, runs as dots",
+    )
     a1.legend(fontsize=8, loc="lower left")
-    sns.lineplot(data=var, x="depth", y="variance", hue="model", estimator="median", errorbar=_mad_interval,
-                 marker="o", ax=a2, palette=sns.color_palette()[2:4])
-    a2.axhline(m["true_angle_variance"], color="k", ls=":", lw=1, label="variance of the true angles")
-    a2.set(xticks=[int(d) for d in ds], yscale="log", ylabel="variance of predicted angles (rad²)",
-           title="does the localiser rotate?"); a2.legend(fontsize=8)
+    sns.lineplot(
+        data=var,
+        x="depth",
+        y="variance",
+        hue="model",
+        estimator="median",
+        errorbar=_mad_interval,
+        marker="o",
+        ax=a2,
+        palette=sns.color_palette()[2:4],
+    )
+    a2.axhline(
+        m["true_angle_variance"],
+        color="k",
+        ls=":",
+        lw=1,
+        label="variance of the true angles",
+    )
+    a2.set(
+        xticks=[int(d) for d in ds],
+        yscale="log",
+        ylabel="variance of predicted angles (rad²)",
+        title="does the localiser rotate?",
+    )
+    a2.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-PLOTS = {"mnist_subsets": _plot_mnist_subsets, "ucr": _plot_ucr, "failure_mode": _plot_failure_mode}
-"The experiments whose published runs hold folds, repetitions or seeds, and the seaborn figure that shows their spread."
+PLOTS = {
+    "mnist_subsets": _plot_mnist_subsets,
+    "ucr": _plot_ucr,
+    "failure_mode": _plot_failure_mode,
+}
+"""The experiments whose published runs hold folds, repetitions or seeds, and the
+seaborn figure that shows their spread."""
 
 
 def plot_spread(experiment: str, rec: dict, paper: dict | None = None):
-    """The seaborn figure of a published run's folds / repetitions / seeds beside the paper's mean ± std, or None
-    for experiments that report single numbers."""
+    """The seaborn figure of a published run's folds / repetitions / seeds beside the
+    paper's mean ± std, or None for experiments that report single numbers."""
     if experiment not in PLOTS: return None
     paper = paper_numbers() if paper is None else paper
     P = dict(paper.get(experiment, {}))
-    if experiment == "mnist_subsets": P["calibration_mnist100"] = paper.get("calibration_mnist100", {})
+    if experiment == "mnist_subsets":
+        P["calibration_mnist100"] = paper.get("calibration_mnist100", {})
     return PLOTS[experiment](rec["metrics"], P)
 
 # %% ../nbs/report.ipynb #0ecbbaf4
+#| code-fold: true
 REASONS = {
     "bound": "the guard (ours, see above); the `paper` profiles run without it",
-    "warmup_epochs": "the P-STN's spread and KL weight warm up (ours): without it the P-STN lost the object in half "
-                     "or more of ten seeds (see the training chapter)",
-    "weight_decay": "the authors' UCR script passes 0; with 0.01 our smaller CNN stayed near the majority class "
-                    "(see below)",
+    "warmup_epochs": (
+        "the P-STN's spread and KL weight warm up (ours): without it the P-STN lost the"
+        " object in half or more of ten seeds (see the training chapter)"
+    ),
+    "weight_decay": (
+        "the authors' UCR script passes 0; with 0.01 our smaller CNN stayed near the"
+        " majority class (see below)"
+    ),
 }
-"Why a profile departs from the paper, per parameter; the reduced budget of the `cpu` profile otherwise."
+"""Why a profile departs from the paper, per parameter; the reduced budget of the `cpu`
+profile otherwise."""
 
 
 def _short(v) -> str:
@@ -469,56 +939,106 @@ def _short(v) -> str:
 
 
 def _same(want, got) -> bool:
-    "Whether a profile's value `got` follows the protocol's `want` (`grid search`: any non-empty grid)."
+    """Whether a profile's value `got` follows the protocol's `want` (`grid search`: any
+    non-empty grid)."""
     if want == "grid search": return isinstance(got, list) and len(got) > 0
     return got == want
 
 
-def departures(paper: dict | None = None, exp_dir: Path | str | None = None) -> list[dict]:
-    """Every (experiment, parameter) where a `cpu` or `paper` profile differs from the paper's protocol (the
-    `protocol` section of `results/paper_numbers.yml`): the paper's value and each profile's, as the profile files
-    resolve them today, so that the table cannot go stale. A protocol entry `{paper: ..., why: ...}` names a setting
-    the paper does not give as a value (its epochs, say): it always gets a row. `grid search` is followed by any
-    non-empty grid. Each row: experiment, parameter, protocol (the paper's value or words), profiles
-    ({profile: value}), reason and stated (whether the paper gives a value)."""
+def departures(
+    paper: dict | None = None, exp_dir: Path | str | None = None
+) -> list[dict]:
+    """Every (experiment, parameter) where a `cpu` or `paper` profile differs from the
+    paper's protocol (the `protocol` section of `results/paper_numbers.yml`): the
+    paper's value and each profile's, as the profile files resolve them today, so
+    that the table cannot go stale. A protocol entry `{paper: ..., why: ...}` names a
+    setting the paper does not give as a value (its epochs, say): it always gets a
+    row. `grid search` is followed by any non-empty grid. Each row: experiment,
+    parameter, protocol (the paper's value or words), profiles ({profile: value}),
+    reason and stated (whether the paper gives a value)."""
     from pstn.runner import list_experiments, load_profiles, resolve_parameters
     paper = paper_numbers() if paper is None else paper
     exps, rows = list_experiments(exp_dir), []
     for exp, proto in (paper.get("protocol") or {}).items():
         if exp not in exps: continue
-        profs = {pr: resolve_parameters(exps[exp], pr)[0] for pr in ("cpu", "paper") if pr in load_profiles(exps[exp])}
+        profs = {
+            pr: resolve_parameters(exps[exp], pr)[0]
+            for pr in ("cpu", "paper")
+            if pr in load_profiles(exps[exp])
+        }
         for k, want in proto.items():
             got = {pr: v.get(k) for pr, v in profs.items()}
-            if isinstance(want, dict) and "paper" in want:     # not a value: {paper: what the paper says, why: ours}
-                rows.append(dict(experiment=exp, parameter=k, protocol=want["paper"], profiles=got,
-                                 reason=want.get("why", "not stated by the paper: the value is ours"), stated=False))
+            if (
+                isinstance(want, dict) and "paper" in want
+            ):  # not a value: {paper: what the paper says, why: ours}
+                rows.append(
+                    dict(
+                        experiment=exp,
+                        parameter=k,
+                        protocol=want["paper"],
+                        profiles=got,
+                        reason=want.get(
+                            "why", "not stated by the paper: the value is ours"
+                        ),
+                        stated=False,
+                    )
+                )
             elif any(not _same(want, g) for g in got.values()):
-                rows.append(dict(experiment=exp, parameter=k, protocol=want, profiles=got,
-                                 reason=REASONS.get(k, "reduced budget of the cpu profile"), stated=True))
+                rows.append(
+                    dict(
+                        experiment=exp,
+                        parameter=k,
+                        protocol=want,
+                        profiles=got,
+                        reason=REASONS.get(k, "reduced budget of the cpu profile"),
+                        stated=True,
+                    )
+                )
     return rows
 
 
-def departures_markdown(paper: dict | None = None, exp_dir: Path | str | None = None) -> str:
-    "The departures as a Markdown table: experiment, parameter, the paper's value, each profile's, and why."
-    rows = ["| experiment | parameter | paper | `cpu` profile | `paper` profile | why |", "| --- | --- | --- | --- | --- | --- |"]
+def departures_markdown(
+    paper: dict | None = None, exp_dir: Path | str | None = None
+) -> str:
+    """The departures as a Markdown table: experiment, parameter, the paper's value,
+    each profile's, and why."""
+    rows = [
+        "| experiment | parameter | paper | `cpu` profile | `paper` profile | why |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in departures(paper, exp_dir):
         v = r["profiles"]
-        mark = lambda pr: ("" if pr not in v else _short(v[pr]) if not r["stated"] or _same(r["protocol"], v[pr])
-                           else f"**{_short(v[pr])}**")
-        rows.append(f"| {r['experiment']} | `{r['parameter']}` | {_short(r['protocol'])} | {mark('cpu')} | "
-                    f"{mark('paper')} | {r['reason']} |")
+        mark = lambda pr: (
+            ""
+            if pr not in v
+            else (
+                _short(v[pr])
+                if not r["stated"] or _same(r["protocol"], v[pr])
+                else f"**{_short(v[pr])}**"
+            )
+        )
+        rows.append(
+            f"| {r['experiment']} | `{r['parameter']}` | {_short(r['protocol'])} |"
+            f" {mark('cpu')} | {mark('paper')} | {r['reason']} |"
+        )
     return "\n".join(rows)
 
 # %% ../nbs/report.ipynb #c9859e84
+#| code-fold: true
 def _rot_seeds(m: dict) -> dict:
     S = m["seeds"]
-    return {"STN accuracy (%)": [100 * a for a in S["accuracy"]["STN"]],
-            "P-STN accuracy (%)": [100 * a for a in S["accuracy"]["P-STN"]],
-            "P-STN $\\varepsilon$": S["eps"]["P-STN"], "P-STN test NLL": S["nll"]["P-STN"]}
+    return {
+        "STN accuracy (%)": [100 * a for a in S["accuracy"]["STN"]],
+        "P-STN accuracy (%)": [100 * a for a in S["accuracy"]["P-STN"]],
+        "P-STN $\\varepsilon$": S["eps"]["P-STN"],
+        "P-STN test NLL": S["nll"]["P-STN"],
+    }
 
 
 def _mnist100(m: dict) -> dict:
-    out = {f"{k} accuracy (%)": m["accuracy"][k]["100"]["folds"] for k in ("STN", "P-STN")}
+    out = {
+        f"{k} accuracy (%)": m["accuracy"][k]["100"]["folds"] for k in ("STN", "P-STN")
+    }
     for k, v in (m.get("ece_mnist100") or {}).items():
         if k.startswith("P-STN"): out[f"{k} ECE"] = v["folds"]
     return out
@@ -532,71 +1052,128 @@ def _fashion_seeds(m: dict) -> dict:
 
 
 GUARD_ABLATIONS = {
-    "rotated_mnist": dict(on="cpu", off="cpu-guard-off", setting="rotated MNIST", runs="localiser seeds",
-                          values=_rot_seeds),
-    "fashion_placement": dict(on="cpu", off="cpu-guard-off", setting="Fashion-MNIST placement", runs="localiser seeds",
-                              values=_fashion_seeds),
-    "mnist_subsets": dict(on="cpu-mnist100-guard-on", off="cpu-mnist100-guard-off", setting="MNIST100",
-                          runs="folds", values=_mnist100),
+    "rotated_mnist": dict(
+        on="cpu",
+        off="cpu-guard-off",
+        setting="rotated MNIST",
+        runs="localiser seeds",
+        values=_rot_seeds,
+    ),
+    "fashion_placement": dict(
+        on="cpu",
+        off="cpu-guard-off",
+        setting="Fashion-MNIST placement",
+        runs="localiser seeds",
+        values=_fashion_seeds,
+    ),
+    "mnist_subsets": dict(
+        on="cpu-mnist100-guard-on",
+        off="cpu-mnist100-guard-off",
+        setting="MNIST100",
+        runs="folds",
+        values=_mnist100,
+    ),
 }
-"""The guard ablation: per experiment, the published profile folders of the same configuration with the guard on
-(`bound` > 0) and off (`bound` = 0), and the per-run numbers compared. The STN has no guard: its rows check that
-the two runs differ in nothing else."""
+"""The guard ablation: per experiment, the published profile folders of the same
+configuration with the guard on (`bound` > 0) and off (`bound` = 0), and the per-run
+numbers compared. The STN has no guard: its rows check that the two runs differ in
+nothing else."""
 
 
 def guard_ablation(results: Path | str | None = None) -> list[dict]:
-    """One row per experiment and quantity of `GUARD_ABLATIONS` whose two runs are published: the runs with the
-    guard on and off, their means and standard deviations, the t-test p, and the runs that diverged (a non-finite
-    value) in each."""
+    """One row per experiment and quantity of `GUARD_ABLATIONS` whose two runs are
+    published: the runs with the guard on and off, their means and standard
+    deviations, the t-test p, and the runs that diverged (a non-finite value) in
+    each."""
     import math
     rows = []
     for exp, a in GUARD_ABLATIONS.items():
-        runs = {r["profile_dir"].rsplit("/", 1)[-1]: r for r in published_runs(exp, results)}
+        runs = {
+            r["profile_dir"].rsplit("/", 1)[-1]: r for r in published_runs(exp, results)
+        }
         if a["on"] not in runs or a["off"] not in runs: continue
         on, off = runs[a["on"]], runs[a["off"]]
         if not (on["parameters"]["bound"] and not off["parameters"]["bound"]):
-            raise ValueError(f"{exp}: expected the guard on in {a['on']} and off in {a['off']}, got bound = "
-                             f"{on['parameters']['bound']!r} and {off['parameters']['bound']!r}")
+            raise ValueError(
+                f"{exp}: expected the guard on in {a['on']} and off in {a['off']}, got"
+                f" bound = {on['parameters']['bound']!r} and"
+                f" {off['parameters']['bound']!r}"
+            )
         v_on, v_off = a["values"](on["metrics"]), a["values"](off["metrics"])
         for q in v_on:
             x, y = v_on[q], v_off[q]
-            rows.append(dict(experiment=exp, setting=a["setting"], quantity=q, n=(len(x), len(y)), runs=a["runs"],
-                             on=_stats(x)[:2], off=_stats(y)[:2], p=t_test(x, y),
-                             diverged=(sum(not math.isfinite(v) for v in x), sum(not math.isfinite(v) for v in y)),
-                             bound=on["parameters"]["bound"]))
+            rows.append(
+                dict(
+                    experiment=exp,
+                    setting=a["setting"],
+                    quantity=q,
+                    n=(len(x), len(y)),
+                    runs=a["runs"],
+                    on=_stats(x)[:2],
+                    off=_stats(y)[:2],
+                    p=t_test(x, y),
+                    diverged=(
+                        sum(not math.isfinite(v) for v in x),
+                        sum(not math.isfinite(v) for v in y),
+                    ),
+                    bound=on["parameters"]["bound"],
+                )
+            )
     return rows
 
 
 def guard_ablation_markdown(results: Path | str | None = None) -> str:
-    "The guard ablation as a Markdown table (mean ± std over runs; Student t-test between guard on and off)."
+    """The guard ablation as a Markdown table (mean ± std over runs; Student t-test
+    between guard on and off)."""
     rows = guard_ablation(results)
     if not rows: return "*The guard ablation has no published pair of runs yet.*"
-    out = ["| setting | quantity | guard on | guard off | t-test | runs (on, off) | diverged (on, off) |",
-           "| --- | --- | ---: | ---: | --- | --- | --- |"]
+    out = [
+        (
+            "| setting | quantity | guard on | guard off | t-test | runs (on, off) |"
+            " diverged (on, off) |"
+        ),
+        "| --- | --- | ---: | ---: | --- | --- | --- |",
+    ]
     for r in rows:
         d = 3 if any(k in r["quantity"] for k in ("NLL", "ECE", "varepsilon")) else 2
-        out.append(f"| {r['setting']} (bound {_short(r['bound'])}) | {r['quantity']} | {pm(*r['on'], digits=d)} | "
-                   f"{pm(*r['off'], digits=d)} | {_p(r['p'])} | {r['n'][0]}, {r['n'][1]} {r['runs']} | "
-                   f"{r['diverged'][0]}, {r['diverged'][1]} |")
+        out.append(
+            f"| {r['setting']} (bound {_short(r['bound'])}) | {r['quantity']} |"
+            f" {pm(*r['on'], digits=d)} | {pm(*r['off'], digits=d)} | {_p(r['p'])} |"
+            f" {r['n'][0]}, {r['n'][1]} {r['runs']} | {r['diverged'][0]},"
+            f" {r['diverged'][1]} |"
+        )
     return "\n".join(out)
 
 # %% ../nbs/report.ipynb #2294b1e4
+#| code-fold: true
 def _heading(rec: dict) -> str:
-    "The heading of a published run: the name it was published under, and the profile it ran."
+    """The heading of a published run: the name it was published under, and the profile
+    it ran."""
     name, prof = rec.get("published_as") or rec["profile"], rec["profile"]
     label = PROFILE_LABELS.get(prof, "a custom profile")
-    return f"Profile `{name}`: {label}" if name == prof else f"Profile `{name}`: {label}, with other values"
+    return (
+        f"Profile `{name}`: {label}"
+        if name == prof
+        else f"Profile `{name}`: {label}, with other values"
+    )
 
 
-def show_published(experiment: str, results: Path | str | None = None, level: int = 3) -> None:
-    """Display every published run of `experiment` in a notebook: per profile a heading, the key numbers beside the
-    paper's, the run's provenance, its published figures and the seaborn figure of its spread."""
+def show_published(
+    experiment: str, results: Path | str | None = None, level: int = 3
+) -> None:
+    """Display every published run of `experiment` in a notebook: per profile a heading,
+    the key numbers beside the paper's, the run's provenance, its published figures
+    and the seaborn figure of its spread."""
     from IPython.display import Markdown, Image, display
     import matplotlib.pyplot as plt
     runs, paper = published_runs(experiment, results), paper_numbers(results)
     if not runs:
-        display(Markdown(f"*No published run of `{experiment}` yet: `pstn run {experiment} --profile cpu --publish` "
-                         f"publishes one.*"))
+        display(
+            Markdown(
+                f"*No published run of `{experiment}` yet: `pstn run {experiment}"
+                " --profile cpu --publish` publishes one.*"
+            )
+        )
     for rec in runs:
         display(Markdown("#" * level + " " + _heading(rec)))
         for block in summary_blocks(experiment, rec, paper): display(Markdown(block))
@@ -604,23 +1181,42 @@ def show_published(experiment: str, results: Path | str | None = None, level: in
         if fig is not None: plt.show()
         base = results_root(results)
         for name in rec["figures"]:
-            if base is not None: display(Image(filename=str(base / rec["profile_dir"] / f"{name}.png")))
-            else: display(Image(url=f"{GITHUB_RESULTS}/{rec['profile_dir']}/{name}.png"))
+            if base is not None:
+                display(Image(filename=str(base / rec["profile_dir"] / f"{name}.png")))
+            else:
+                display(Image(url=f"{GITHUB_RESULTS}/{rec['profile_dir']}/{name}.png"))
 
 
 def page_markdown(experiment: str, to_results: str, report_label: str | None = None,
                   results: Path | str | None = None) -> str:
-    """Markdown (MyST) for the book page of `experiment`: its published runs with their key numbers, provenance and
-    published figures, linked to the reproduction report. `to_results` is the relative path from the page to the
-    `results/` folder; `report_label` the MyST label of the experiment's section in the report."""
+    """Markdown (MyST) for the book page of `experiment`: its published runs with their
+    key numbers, provenance and published figures, linked to the reproduction report.
+    `to_results` is the relative path from the page to the `results/` folder;
+    `report_label` the MyST label of the experiment's section in the report."""
     runs, paper = published_runs(experiment, results), paper_numbers(results)
-    link = f" The comparison with the paper is in {{ref}}`{report_label}`." if report_label else ""
-    out = ["## Published results",
-           f"What this notebook produced when it was last run and published, one section per profile.{link}"]
-    if not runs: out.append(f"*No published run yet: `pstn run {experiment} --profile cpu --publish` publishes one.*")
+    link = (
+        f" The comparison with the paper is in {{ref}}`{report_label}`."
+        if report_label
+        else ""
+    )
+    out = [
+        "## Published results",
+        (
+            "What this notebook produced when it was last run and published, one"
+            f" section per profile.{link}"
+        ),
+    ]
+    if not runs:
+        out.append(
+            f"*No published run yet: `pstn run {experiment} --profile cpu --publish`"
+            " publishes one.*"
+        )
     for rec in runs:
         out.append("### " + _heading(rec))
         out += summary_blocks(experiment, rec, paper)
         folder = rec["profile_dir"].rsplit("/", 1)[-1]
-        out += [f"![{name} ({folder})]({to_results}/{rec['profile_dir']}/{name}.png)" for name in rec["figures"]]
+        out += [
+            f"![{name} ({folder})]({to_results}/{rec['profile_dir']}/{name}.png)"
+            for name in rec["figures"]
+        ]
     return "\n\n".join(out)
