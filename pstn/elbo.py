@@ -92,18 +92,20 @@ def _check_log_probs(log_probs: Tensor, name: str = "log_probs") -> dict:
 
 # %% ../nbs/07_elbo.ipynb #be406640
 def elbo_loss(log_probs: Tensor, target: Tensor, alpha, beta: Tensor, w: float,
-              alpha0: float = 1.0, beta0: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+              alpha0: float = 1.0, beta0: float = 1.0) -> tuple[Tensor, dict]:
     """The negative evidence lower bound per data point (eq. 17 divided by -N, with KL
-    weight `w`): `(loss, nll, kl)`.
+    weight `w`): `(loss, {"nll": nll, "kl": kl})`, the convention of every loss in
+    pstn (a model's `loss` too): the scalar to minimise, with its gradient, and a dict
+    of its parts, detached.
 
     `log_probs` (S, B, K): the classifier's log-probabilities (log-softmax) for S
     transformation samples of B images, sample-major (`log_probs[s, b]`; the
     conventions' rows `s*B + b` give it as `rows.view(S, B, K)`). `target` (B,): integer
     labels in [0, K). `alpha` > 0 (number or tensor broadcastable to `beta`) and `beta`
     (B, D) > 0: shape and rate of q(lambda), one per image and transformation parameter.
-    `w` >= 0: the KL weight. `alpha0`, `beta0` > 0: the Gamma prior. Returns `nll` =
+    `w` >= 0: the KL weight. `alpha0`, `beta0` > 0: the Gamma prior. The parts: `nll` =
     mean over samples and images of -log p(y | theta_s), `kl` = mean over images of the
-    KL summed over the D parameters, and `loss = nll + w * kl` (scalars)."""
+    KL summed over the D parameters; `loss = nll + w * kl` (scalars)."""
     sizes = _check_log_probs(log_probs)
     if (not isinstance(target, Tensor) or target.is_floating_point()
             or target.is_complex() or target.dtype == torch.bool):
@@ -137,14 +139,14 @@ def elbo_loss(log_probs: Tensor, target: Tensor, alpha, beta: Tensor, w: float,
 
 
 def _elbo_loss(log_probs: Tensor, target: Tensor, a: Tensor, beta: Tensor, w,
-               a0: Tensor, b0: Tensor):
+               a0: Tensor, b0: Tensor) -> tuple[Tensor, dict]:
     """`elbo_loss` without the checks (which read values on the host): for a model's
     training step, whose arguments were validated once. `a`, `a0`, `b0` are tensors; `w`
     a number."""
     index = target.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)
     nll = -log_probs.gather(-1, index).mean()
     kl = _gamma_kl(a, beta, a0, b0).expand_as(beta).sum(-1).mean()
-    return nll + w * kl, nll, kl
+    return nll + w * kl, {"nll": nll.detach(), "kl": kl.detach()}
 
 # %% ../nbs/07_elbo.ipynb #e22b1d92
 def predictive_log_prob(log_probs: Tensor) -> Tensor:

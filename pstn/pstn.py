@@ -11,7 +11,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 
 from .families import Family
-from .stn import STN, _check_finite, empty_fraction
+from .stn import STN, _check_finite, _log_probs, empty_fraction
 from .distributions import sample_theta, _sample_theta, _check_bound
 from .elbo import elbo_loss, predictive_log_prob, _elbo_loss
 
@@ -48,7 +48,7 @@ class PSTN(STN):
     (training steps over which the spread of the samples and the KL weight rise from 0
     to their full values, `tau`; 0 = off, the paper's model throughout).
     `forward(x, S)` returns log-probabilities (S, B, K); `loss` the negative ELBO per
-    image (`elbo_loss`); `predict` the log of the probabilities averaged over `S_test`
+    image (`elbo_loss`) as `(loss, parts)`, like every model's `loss`; `predict` the log of the probabilities averaged over `S_test`
     samples (eq. 19); `predict_mean` the deterministic prediction at theta = mu."""
     def __init__(self, family: Family, localiser: nn.Module, classifier: nn.Module,
                  in_shape: tuple, S_train: int = 1, S_test: int = 10,
@@ -125,8 +125,8 @@ class PSTN(STN):
         """Log-probabilities (S, B, K) of the classifier on `x` (B, ...) warped by each
         of `theta` (S, B, P)."""
         S, B = theta.shape[:2]
-        out = self.net(self.views(x, theta) if views is None else views)
-        return F.log_softmax(out, -1).view(S, B, -1)
+        return _log_probs(self.net, self.views(x, theta) if views is None
+                          else views).view(S, B, -1)
 
     def forward(self, x: Tensor, S: int | None = None) -> Tensor:
         """Log-probabilities (S, B, K) for S sampled transformations of each input
@@ -143,7 +143,8 @@ class PSTN(STN):
 
     def loss(self, x: Tensor, y: Tensor, S: int | None = None) -> tuple[Tensor, dict]:
         """Negative ELBO per image, nll + tau w kl (`elbo_loss`), with S samples
-        (default: S_train / S_test by mode).
+        (default: S_train / S_test by mode): `(loss, parts)`, parts `nll`, `kl`,
+        `empty` and `tau`.
 
         The samples are theta = mu + tau (theta_s - mu); tau = `self.tau()` is 1 after
         the warm-up. In training mode each call counts one step (`self.steps`, saved
@@ -156,11 +157,10 @@ class PSTN(STN):
         if tau < 1: theta = mu + tau * (theta - mu)
         views = self.views(x, theta)
         log_probs = self.classify(x, theta, views)
-        loss, nll, kl = _elbo_loss(log_probs, y, self._alpha_t, beta, tau * self.w,
-                                   self._alpha0_t, self._beta0_t)
+        loss, parts = _elbo_loss(log_probs, y, self._alpha_t, beta, tau * self.w,
+                                 self._alpha0_t, self._beta0_t)
         if self.training: self.steps += 1
-        return loss, {"nll": nll.detach(), "kl": kl.detach(),
-                      "empty": empty_fraction(views, x), "tau": tau}
+        return loss, {**parts, "empty": empty_fraction(views, x), "tau": tau}
 
     def predict(self, x: Tensor, S: int | None = None) -> Tensor:
         """log (1/S sum_s p(y | T_theta_s(x))), shape (B, K), with S_test samples by

@@ -150,19 +150,27 @@ def empty_fraction(views: Tensor, x: Tensor, tol: float = 1e-3) -> Tensor:
     return ((v <= tol * ref) & (ref > 0)).float().mean()
 
 # %% ../nbs/08_stn.ipynb #386238d5
+def _log_probs(net: nn.Module, x: Tensor) -> Tensor:
+    "Log-probabilities (B, K) of the classifier `net` (scores, no softmax) on `x`."
+    return F.log_softmax(net(x), -1)
+
+
 class CNN(nn.Module):
     """A classifier without a transformer (the papers' CNN baseline): `net` maps
-    inputs to class scores."""
+    inputs to class scores.
+
+    Like every model here, `loss(x, y)` returns `(loss, parts)`: the scalar to minimise
+    (gradients flow through it) and a dict of its parts as detached scalars."""
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
         "Log-probabilities (B, K)."
-        return F.log_softmax(self.net(x), -1)
+        return _log_probs(self.net, x)
 
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict]:
-        "Mean negative log-likelihood of the labels `y` (B,)."
+        "Mean negative log-likelihood of the labels `y` (B,); parts: `nll`."
         nll = F.nll_loss(self(x), y)
         return nll, {"nll": nll.detach()}
 
@@ -171,7 +179,7 @@ class CNN(nn.Module):
         return self(x)
 
 
-class STN(CNN):
+class STN(nn.Module):
     """Spatial transformer: theta = head(localiser(x)), x_t = family.apply(x, theta),
     log p(y | x_t).
 
@@ -181,12 +189,13 @@ class STN(CNN):
     spatial size (default: the input's). `align_corners`, `padding_mode` ("zeros" or
     "border") and `sampler` ("torch" or "book") go to `Family.apply`.
     The localiser's last layer (`self.head`) starts at the family's identity
-    (`identity_head`)."""
+    (`identity_head`). `loss` returns `(loss, parts)` as `CNN.loss` does."""
     def __init__(self, family: Family, localiser: nn.Module, classifier: nn.Module,
                  in_shape: tuple, out_size: tuple | None = None,
                  align_corners: bool = False, padding_mode: str = "zeros",
                  sampler: str = "torch"):
-        super().__init__(classifier)
+        super().__init__()
+        self.net = classifier
         who = type(self).__name__
         self.in_shape = _check_family_input(family, in_shape, who)
         self.family, self.localiser = family, localiser
@@ -220,11 +229,15 @@ class STN(CNN):
 
     def forward(self, x: Tensor) -> Tensor:
         "Log-probabilities (B, K) of the classifier on the transformed input."
-        return F.log_softmax(self.net(self.transform(x, self.theta(x))), -1)
+        return _log_probs(self.net, self.transform(x, self.theta(x)))
 
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict]:
-        """Mean negative log-likelihood of `y` (B,); the parts add `empty`, the
+        """Mean negative log-likelihood of `y` (B,); parts: `nll` and `empty`, the
         fraction of empty views (`empty_fraction`)."""
         views = self.transform(x, self.theta(x))
-        nll = F.nll_loss(F.log_softmax(self.net(views), -1), y)
+        nll = F.nll_loss(_log_probs(self.net, views), y)
         return nll, {"nll": nll.detach(), "empty": empty_fraction(views, x)}
+
+    def predict(self, x: Tensor) -> Tensor:
+        "Log-probabilities (B, K)."
+        return self(x)
