@@ -688,6 +688,18 @@ def _paper_marks(ax, xs, means, stds, color="black", label="paper (mean ± std)"
     )
 
 
+def _runs_panel(ax, df, y: str, order: list, paper: dict, offset: float, capsize: float,
+                label: str | None = None):
+    """One panel of runs per model: every run (grey), our mean ± sd (blue) and, shifted right by `offset`,
+    the paper's mean ± sd for the models in `paper` ({model: [mean, std]})."""
+    import seaborn as sns
+    sns.stripplot(data=df, x="model", y=y, order=order, color="0.6", size=4, ax=ax)
+    sns.pointplot(data=df, x="model", y=y, order=order, errorbar="sd", linestyle="none",
+                  capsize=capsize, color="C0", ax=ax, **({"label": label} if label else {}))
+    pts = [(i + offset, *paper[k]) for i, k in enumerate(order) if k in paper]
+    if pts: _paper_marks(ax, *zip(*pts))
+
+
 def _plot_mnist_subsets(m: dict, P: dict):
     import matplotlib.pyplot as plt, seaborn as sns
     kinds, sizes = ("CNN", "STN", "P-STN"), [str(s) for s in m["sizes"]]
@@ -746,26 +758,8 @@ def _plot_mnist_subsets(m: dict, P: dict):
         e, PC = m["ece_mnist100"], P.get("calibration_mnist100", {})
         ece = _frame([dict(model=k, ECE=v) for k, o in e.items() for v in o["folds"]])
         ax = axes[0, 1]; names = list(e)
-        sns.stripplot(
-            data=ece, x="model", y="ECE", order=names, color="0.6", size=4, ax=ax
-        )
-        sns.pointplot(
-            data=ece,
-            x="model",
-            y="ECE",
-            order=names,
-            errorbar="sd",
-            linestyle="none",
-            capsize=0.15,
-            color="C0",
-            ax=ax,
-            label="ours (mean ± sd over folds)",
-        )
-        pts = [(i + 0.25, *PC[k]) for i, k in enumerate(names) if k in PC]
-        if pts:
-            _paper_marks(
-                ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
-            )
+        _runs_panel(ax, ece, "ECE", names, PC, offset=0.25, capsize=0.15,
+                    label="ours (mean ± sd over folds)")
         ax.set(xlabel="", title="calibration on MNIST100")
         ax.tick_params(axis="x", labelrotation=20); ax.legend(fontsize=8)
     fig.tight_layout()
@@ -787,27 +781,7 @@ def _plot_ucr(m: dict, P: dict):
                 for a in m["accuracy"][name][k]["runs"]
             ]
         )
-        sns.stripplot(
-            data=df, x="model", y="accuracy", order=kinds, color="0.6", size=4, ax=ax
-        )
-        sns.pointplot(
-            data=df,
-            x="model",
-            y="accuracy",
-            order=kinds,
-            errorbar="sd",
-            linestyle="none",
-            capsize=0.2,
-            color="C0",
-            ax=ax,
-        )
-        pts = [
-            (i + 0.3, *P[name][k]) for i, k in enumerate(kinds) if k in P.get(name, {})
-        ]
-        if pts:
-            _paper_marks(
-                ax, [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
-            )
+        _runs_panel(ax, df, "accuracy", kinds, P.get(name, {}), offset=0.3, capsize=0.2)
         ax.set(
             title=name if len(name) < 20 else name[:18] + "…",
             xlabel="",
@@ -1025,14 +999,14 @@ def departures_markdown(
 
 # %% ../nbs/report.ipynb #c9859e84
 #| code-fold: true
-def _rot_seeds(m: dict) -> dict:
-    S = m["seeds"]
-    return {
-        "STN accuracy (%)": [100 * a for a in S["accuracy"]["STN"]],
-        "P-STN accuracy (%)": [100 * a for a in S["accuracy"]["P-STN"]],
-        "P-STN $\\varepsilon$": S["eps"]["P-STN"],
-        "P-STN test NLL": S["nll"]["P-STN"],
-    }
+def _seeds(*extra: tuple[str, str]):
+    """The per-seed numbers of a run with localiser seeds (`metrics["seeds"]`): STN and P-STN accuracy (%), and
+    each `(label, key)` of `extra` for the P-STN."""
+    def values(m: dict) -> dict:
+        S = m["seeds"]
+        out = {f"{k} accuracy (%)": [100 * a for a in S["accuracy"][k]] for k in ("STN", "P-STN")}
+        return out | {label: S[key]["P-STN"] for label, key in extra}
+    return values
 
 
 def _mnist100(m: dict) -> dict:
@@ -1044,27 +1018,20 @@ def _mnist100(m: dict) -> dict:
     return out
 
 
-def _fashion_seeds(m: dict) -> dict:
-    S = m["seeds"]
-    return {"STN accuracy (%)": [100 * a for a in S["accuracy"]["STN"]],
-            "P-STN accuracy (%)": [100 * a for a in S["accuracy"]["P-STN"]],
-            "P-STN translation error (px)": S["translation_error_px"]["P-STN"]}
-
-
 GUARD_ABLATIONS = {
     "rotated_mnist": dict(
         on="cpu",
         off="cpu-guard-off",
         setting="rotated MNIST",
         runs="localiser seeds",
-        values=_rot_seeds,
+        values=_seeds(("P-STN $\\varepsilon$", "eps"), ("P-STN test NLL", "nll")),
     ),
     "fashion_placement": dict(
         on="cpu",
         off="cpu-guard-off",
         setting="Fashion-MNIST placement",
         runs="localiser seeds",
-        values=_fashion_seeds,
+        values=_seeds(("P-STN translation error (px)", "translation_error_px")),
     ),
     "mnist_subsets": dict(
         on="cpu-mnist100-guard-on",
