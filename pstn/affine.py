@@ -15,6 +15,7 @@ from torch import Tensor
 from .conventions import expect_shape, expect_finite, pixel_to_normalized, check_theta
 
 # %% ../nbs/01_affine.ipynb #5442d59c
+#| code-fold: true
 def _check_spatial_size(size) -> tuple:
     """Validate a spatial size in tensor order ((L,), (H, W) or (D, H, W)); return it as
     a tuple of ints."""
@@ -53,6 +54,7 @@ def regular_grid(size: tuple, align_corners: bool = False, dtype=None,
     return torch.stack(mesh[::-1], dim=-1)    # reverse: tensor order -> (x, y, z) order
 
 # %% ../nbs/01_affine.ipynb #373b7829
+#| code-fold: true
 def _check_matrix(A, name: str = "A", d: int | None = None,
                   sizes: dict | None = None) -> dict:
     """Validate a batch of affine matrices of shape (B, d, d+1), d in {1, 2, 3},
@@ -114,6 +116,7 @@ def affine_matrix(theta: Tensor) -> Tensor:
     return theta.reshape(B, 2, 3)
 
 # %% ../nbs/01_affine.ipynb #1cae6fb3
+#| code-fold: true
 SIMILARITY_IDENTITY = (0., 1., 0., 0.)
 
 
@@ -147,6 +150,7 @@ def attention_matrix(theta: Tensor) -> Tensor:
     return _rows((s, zero, tx), (zero, s, ty))
 
 # %% ../nbs/01_affine.ipynb #af03266b
+#| code-fold: true
 ROTATION_IDENTITY = (0.,)
 TRANSLATION_IDENTITY = (0., 0.)
 
@@ -179,6 +183,7 @@ def translation_matrix(theta: Tensor, scale: float = 1.0) -> Tensor:
     return _rows((s, zero, tx), (zero, s, ty))
 
 # %% ../nbs/01_affine.ipynb #d0e16b64
+#| code-fold: true
 TIME_WARP_IDENTITY = (1., 0.)
 AFFINE3D_IDENTITY = (1., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0.)
 
@@ -205,6 +210,7 @@ def affine3d_matrix(theta: Tensor) -> Tensor:
     return theta.reshape(B, 3, 4)
 
 # %% ../nbs/01_affine.ipynb #82ab4764
+#| code-fold: true
 def to_homogeneous(A: Tensor) -> Tensor:
     """Affine matrices `(B, d, d+1)` -> homogeneous square matrices `(B, d+1, d+1)` with
     last row `(0, ..., 0, 1)`."""

@@ -77,6 +77,7 @@ def cpa_velocity(x: Tensor, A: Tensor) -> Tensor:
     return A[:, 0::2].gather(1, c) * x + A[:, 1::2].gather(1, c)
 
 # %% ../nbs/04_cpab.ipynb #3246e44b
+#| code-fold: true
 def null_space(L: Tensor, rtol: float = 1e-10) -> Tensor:
     """Orthonormal basis of the null space of `L` (m, n), as the columns of a float64
     (n, D) tensor.

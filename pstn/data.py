@@ -6,6 +6,7 @@ __all__ = ['UCR_SETS', 'DATASETS', 'data_root', 'DataError', 'ChecksumError', 'f
            'UCR', 'train_val_split']
 
 # %% ../nbs/11_data.ipynb #1170dab1
+#| code-fold: true
 import contextlib
 import datetime
 import gzip
@@ -47,6 +48,7 @@ def data_root(root: str | Path | None = None) -> Path:
     return Path(root).expanduser().resolve()
 
 # %% ../nbs/11_data.ipynb #df758e98
+#| code-fold: true
 class DataError(RuntimeError):
     "A data set could not be fetched or loaded; the message says why and what to do."
 
@@ -120,6 +122,7 @@ def _atomic_write(dest: str | Path, data: bytes | Iterable[bytes],
     return dest
 
 # %% ../nbs/11_data.ipynb #96243c17
+#| code-fold: true
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
@@ -155,6 +158,7 @@ def _read_idx(source: bytes | str | Path) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="))
 
 # %% ../nbs/11_data.ipynb #d9fe2c15
+#| code-fold: true
 def _mnist_pickle_to_idx(pickle_gz: bytes) -> dict[str, bytes]:
     """Rebuild the four official MNIST IDX files from the bytes of the classic
     `mnist.pkl.gz` (pairs for train 50k, valid 10k, test 10k; pixels stored as x/256 in
@@ -181,6 +185,7 @@ def _mnist_pickle_to_idx(pickle_gz: bytes) -> dict[str, bytes]:
     return out
 
 # %% ../nbs/11_data.ipynb #31c291e9
+#| code-fold: true
 def _deb_members(deb: bytes | str | Path, wanted: Iterable[str]) -> dict[str, bytes]:
     """Read files out of a Debian package without installing it. `wanted`: paths inside
     the package (e.g. `usr/share/x/y.gz`, with or without a leading `./`). Returns
@@ -218,6 +223,7 @@ def _deb_members(deb: bytes | str | Path, wanted: Iterable[str]) -> dict[str, by
     return out
 
 # %% ../nbs/11_data.ipynb #4cf4fb55
+#| code-fold: true
 @dataclass
 class Source:
     """One place a data set can come from. `fetch(items, put, work)` delivers files
@@ -468,6 +474,7 @@ def _catalogue() -> dict[str, DataSpec]:
 DATASETS: dict[str, DataSpec] = _catalogue()
 
 # %% ../nbs/11_data.ipynb #057b4ac8
+#| code-fold: true
 _ALIASES = {"uwavegesturelibrary": "ucr/UWaveGestureLibraryX",
             "fashionmnist": "fashion-mnist"}
 
@@ -708,6 +715,7 @@ def _fetch_specs(specs: list[DataSpec], root: Path, force: bool = False,
     return [results[s.name] for s in specs]
 
 # %% ../nbs/11_data.ipynb #147a8686
+#| code-fold: true
 def fetch(name: str, root: str | Path | None = None, force: bool = False,
           quiet: bool = False) -> dict:
     """Fetch one data set (or the group `"ucr"`/`"all"`) into the cache
@@ -755,6 +763,7 @@ def status(root: str | Path | None = None, deep: bool = False) -> list[dict]:
     return out
 
 # %% ../nbs/11_data.ipynb #948e1129
+#| code-fold: true
 def _ensure(name: str, root: Path, download: bool) -> None:
     """Make sure data set `name` is in `root`, verified: fetch it if `download`, else
     raise a helpful error."""
@@ -817,6 +826,7 @@ class FashionMNIST(_IDXDataset, torchvision.datasets.FashionMNIST):
     _name = "fashion-mnist"
 
 # %% ../nbs/11_data.ipynb #5e56267e
+#| code-fold: true
 def read_ucr_tsv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a UCR 2018 TSV file: returns values float32 (N, 1, L) and the original
     labels (N,) as float64."""
@@ -842,6 +852,7 @@ def encode_labels(labels, classes=None) -> tuple[torch.Tensor, list]:
     return torch.tensor([index[v] for v in labels.tolist()], dtype=torch.long), classes
 
 # %% ../nbs/11_data.ipynb #7cd6c214
+#| code-fold: true
 class UCR(torch.utils.data.Dataset):
     """One of the five UCR 2018 sets (`UCR_SETS`), official split `"train"` or `"test"`,
     from the verified cache. `data`: float32 (N, 1, L); `targets`: long (N,) in 0..K-1;

@@ -4,6 +4,7 @@
 __all__ = ['student_t', 'soft_bound', 'sample_theta']
 
 # %% ../nbs/06_distributions.ipynb #c3b9a08d
+#| code-fold: true
 import math
 import numbers
 
@@ -73,6 +74,7 @@ def student_t(mu: Tensor, alpha, beta: Tensor) -> torch.distributions.StudentT:
     return torch.distributions.StudentT(df=2 * a, loc=mu, scale=torch.sqrt(beta / a))
 
 # %% ../nbs/06_distributions.ipynb #59fbce77
+#| code-fold: true
 _EPS_CAP_LOG2 = 2 * math.log(1e150)    # |eps| <= 1e150: finite in float64 after scaling
 
 
@@ -163,6 +165,7 @@ def soft_bound(dev: Tensor, bound) -> Tensor:
     return _soft_bound(dev, _check_bound(bound, dev.shape[-1], dev))
 
 # %% ../nbs/06_distributions.ipynb #fc54f8e8
+#| code-fold: true
 def sample_theta(mu: Tensor, alpha, beta: Tensor, S: int, bound=None,
                  generator: torch.Generator | None = None) -> Tensor:
     """S reparameterised samples theta = mu + soft_bound(sqrt(beta/alpha) * eps, bound),

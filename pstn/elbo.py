@@ -4,6 +4,7 @@
 __all__ = ['gamma_kl', 'elbo_loss', 'predictive_log_prob']
 
 # %% ../nbs/07_elbo.ipynb #88d3a67a
+#| code-fold: true
 import math
 import numbers
 
@@ -62,6 +63,7 @@ def _gamma_kl(aq: Tensor, bq: Tensor, ap: Tensor, bp: Tensor) -> Tensor:
             + ap * (torch.log(bq) - torch.log(bp)) + aq * (bp - bq) / bq)
 
 # %% ../nbs/07_elbo.ipynb #f44ad3c2
+#| code-fold: true
 def _check_log_probs(log_probs: Tensor, name: str = "log_probs") -> dict:
     """Validate (S, B, K) log-probabilities: S >= 1, no nan or +inf, each row normalised
     over K."""
@@ -91,6 +93,7 @@ def _check_log_probs(log_probs: Tensor, name: str = "log_probs") -> dict:
     return sizes
 
 # %% ../nbs/07_elbo.ipynb #be406640
+#| code-fold: true
 def elbo_loss(log_probs: Tensor, target: Tensor, alpha, beta: Tensor, w: float,
               alpha0: float = 1.0, beta0: float = 1.0) -> tuple[Tensor, dict]:
     """The negative evidence lower bound per data point (eq. 17 divided by -N, with KL

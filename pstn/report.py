@@ -1178,12 +1178,20 @@ def page_markdown(experiment: str, to_results: str, report_label: str | None = N
             f"*No published run yet: `pstn run {experiment} --profile cpu --publish`"
             " publishes one.*"
         )
+    ablation = GUARD_ABLATIONS.get(experiment, {})
+    side = {ablation.get("on"), ablation.get("off")} - {None, "cpu", "paper", "smoke"}
     for rec in runs:
+        folder = rec["profile_dir"].rsplit("/", 1)[-1]
+        if folder in side: continue      # the guard ablation's runs: summarised in the report
         out.append("### " + _heading(rec))
         out += summary_blocks(experiment, rec, paper)
-        folder = rec["profile_dir"].rsplit("/", 1)[-1]
         out += [
             f"![{name} ({folder})]({to_results}/{rec['profile_dir']}/{name}.png)"
             for name in rec["figures"]
         ]
+    shown = sorted(r["profile_dir"].rsplit("/", 1)[-1] for r in runs)
+    if side & set(shown):
+        names = ", ".join(f"`{f}`" for f in shown if f in side)
+        out.append(f"The runs {names}, published for the guard ablation, are compared in"
+                   " {ref}`report-guard` and listed in full in the report's page on this experiment.")
     return "\n\n".join(out)

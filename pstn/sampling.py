@@ -95,6 +95,7 @@ def _split_by_weights(t: torch.Tensor, fs: list[torch.Tensor]) -> list[torch.Ten
     return parts
 
 # %% ../nbs/02_sampling.ipynb #f856a501
+#| code-fold: true
 class LinearSample(torch.autograd.Function):
     """Linear (d=1), bilinear (d=2) or trilinear (d=3) sampling with the hand-derived
     backward of STN eq. 6-7.

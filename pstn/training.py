@@ -20,6 +20,7 @@ from .stn import NonFiniteError
 from .metrics import accuracy, nll, ece
 
 # %% ../nbs/12_training.ipynb #3586cefa
+#| code-fold: true
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of epoch `epoch` of a run with seed `seed` (a 63-bit integer, distinct
     for distinct pairs)."""
@@ -184,6 +185,7 @@ def _to(batch, device):
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 # %% ../nbs/12_training.ipynb #e4c1f7a2
+#| code-fold: true
 def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int = 64,
           lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0,
           checkpoint: str | Path | None = None, val_dataset: Dataset | None = None,
@@ -301,6 +303,7 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 1, batch_size: int =
     return history
 
 # %% ../nbs/12_training.ipynb #d959996f
+#| code-fold: true
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, seed: int = 0,
             progress: bool = False, device="auto") -> tuple[Tensor, Tensor]:

@@ -22,6 +22,7 @@ from .warps import (projective_from_points, projective_matrix, tps_control_point
                         tps_kernel)
 
 # %% ../nbs/11b_variants.ipynb #68e512dc
+#| code-fold: true
 def item_generator(seed: int, *keys) -> torch.Generator:
     """A new CPU `torch.Generator` whose state is a pure function of `seed` and `keys`
     (integers or strings).
@@ -45,6 +46,7 @@ def item_generator(seed: int, *keys) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 # %% ../nbs/11b_variants.ipynb #3cf6da71
+#| code-fold: true
 def place(x: Tensor, theta: Tensor, canvas: tuple[int, int]) -> Tensor:
     """Draw images `x` (B, C, h, w) onto black canvases of spatial size
     `canvas` = (H, W) -> (B, C, H, W).
@@ -64,6 +66,7 @@ def place(x: Tensor, theta: Tensor, canvas: tuple[int, int]) -> Tensor:
     return get_family("affine").apply(x, A.reshape(-1, 6), size=tuple(canvas))
 
 # %% ../nbs/11b_variants.ipynb #33c814dc
+#| code-fold: true
 def _int(v, name: str, low: int | None = None) -> int:
     """An integer argument (Python or NumPy int, not bool), at least `low` if given;
     ValueError otherwise."""
@@ -102,6 +105,7 @@ def _randint(g: torch.Generator, high: int, n: int = 1) -> list[int]:
     return torch.randint(0, high, (n,), generator=g).tolist()
 
 # %% ../nbs/11b_variants.ipynb #ee17a3fc
+#| code-fold: true
 class DerivedDataset(Dataset):
     """A deterministic variant of a base data set: item i is a pure function of
     (seed, epoch, i).
@@ -162,6 +166,7 @@ class DerivedDataset(Dataset):
                 f"seed={self.seed}, redraw={self.redraw}, epoch={self.epoch})")
 
 # %% ../nbs/11b_variants.ipynb #5c843de4
+#| code-fold: true
 class RotatedMNIST(DerivedDataset):
     """Rotated MNIST (P-STN 5.1.1): item i = (image (C, h, h) float32, label int, angle
     0-d float32 tensor).
@@ -192,6 +197,7 @@ class RotatedMNIST(DerivedDataset):
         return place(x[None], theta, (self.item_size,) * 2)[0].float(), y, a[0].float()
 
 # %% ../nbs/11b_variants.ipynb #162c1691
+#| code-fold: true
 class RandomPlacement(DerivedDataset):
     """Random placement (P-STN 5.1.2): item i = (canvas (C, H, H) float32, label int, t
     (2,) float32 = (t_x, t_y)).
@@ -232,6 +238,7 @@ class RandomPlacement(DerivedDataset):
         return place(x[None], self.theta(t[None]), (H, H))[0].float(), y, t.float()
 
 # %% ../nbs/11b_variants.ipynb #72c720e7
+#| code-fold: true
 DISTORTIONS = {
     "R": "rotation uniform in [-90, 90] degrees (28x28)",
     "RTS": "rotation in [-45, 45] degrees, scale in [0.7, 1.2], random place on a "
@@ -404,6 +411,7 @@ class DistortedMNIST(DerivedDataset):
         return img.float(), y, theta.float()
 
 # %% ../nbs/11b_variants.ipynb #178a4549
+#| code-fold: true
 class MNISTAddition(DerivedDataset):
     """MNIST addition (STN A.1): item i = (image (2C, H, H) float32, label = sum of the
     two digits (0..18), theta (2, 4)).
@@ -434,6 +442,7 @@ class MNISTAddition(DerivedDataset):
         return torch.cat(imgs).float(), sum(labels), torch.stack(thetas).float()
 
 # %% ../nbs/11b_variants.ipynb #75b0c8b7
+#| code-fold: true
 class TwoDigits(DerivedDataset):
     """Two digits in one image (replication report 5.1): item i = (image (C, h, 2h)
     float32, label = sum, theta (2, 4)).
@@ -458,6 +467,7 @@ class TwoDigits(DerivedDataset):
         return torch.cat(imgs, dim=-1).float(), sum(labels), torch.stack(thetas).float()
 
 # %% ../nbs/11b_variants.ipynb #e67ae049
+#| code-fold: true
 def box_to_attention(box: Tensor, canvas: int) -> Tensor:
     """Square pixel boxes (B, 4) = (x0, y0, x1, y1) (edges; x1 = x0 + width) on a canvas
     of side `canvas` -> attention theta (B, 3) = (s, tx, ty)
@@ -477,6 +487,7 @@ def box_to_attention(box: Tensor, canvas: int) -> Tensor:
     return torch.stack([(x1 - x0) / C, (x0 + x1) / C - 1, (y0 + y1) / C - 1], dim=-1)
 
 # %% ../nbs/11b_variants.ipynb #d08ed68c
+#| code-fold: true
 class CoLocalisation(DerivedDataset):
     """Co-localisation (STN A.2): item i = (canvas (C, H, H) float32, label int, box
     (4,) float32 = (x0, y0, x1, y1)).
@@ -537,6 +548,7 @@ class CoLocalisation(DerivedDataset):
         return img.float(), y, torch.cat([o, o + h]).float()
 
 # %% ../nbs/11b_variants.ipynb #213e72db
+#| code-fold: true
 SUBSET_SIZES = (30, 100, 1000, 3000, 10000)
 "The MNIST subset sizes of P-STN Table 2."
 

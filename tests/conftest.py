@@ -27,5 +27,6 @@ def toc_notebooks() -> list[Path]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
     for part in toc.get("parts", []):
-        files += [c["file"] for c in part.get("chapters", [])]
+        for c in part.get("chapters", []):
+            files += [c["file"]] + [sec["file"] for sec in c.get("sections", [])]
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists()]

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, settings, toc_notebooks
+from pstn.report import GUARD_ABLATIONS
 
 BIN = Path(sys.executable).parent
 
@@ -140,7 +141,8 @@ def test_markdown_outputs_render(tmp_path: Path):
 
 
 def test_experiment_pages_show_their_published_results(site: Path):
-    "Each experiment page shows, per published profile, its figures and key numbers, and links to the report."
+    """Each experiment page shows, per published profile, its figures and key numbers, and links to its page of the
+    report; the runs of the guard ablation are named there and linked to the report's ablation section."""
     published = ROOT / "results" / "experiments"
     exps = sorted(p.stem for p in (ROOT / "nbs" / "experiments").glob("*.ipynb"))
     assert exps
@@ -150,7 +152,12 @@ def test_experiment_pages_show_their_published_results(site: Path):
         assert "Published results" in text, e
         profiles = sorted(p.name for p in (published / e).iterdir() if (p / "record.json").is_file())
         assert profiles, f"{e}: no published run to show"
+        ablation = GUARD_ABLATIONS.get(e, {})
+        side = {ablation.get("on"), ablation.get("off")} - {"cpu", "paper", "smoke"}
         for prof in profiles:
+            if prof in side:                                          # a guard-ablation run: named and linked
+                assert prof in text and 'href="../report.html#report-guard"' in raw, f"{e}: {prof} not named"
+                continue
             assert f"Profile {prof}:" in text, f"{e}: profile {prof} missing from its page"
             figs = sorted((published / e / prof).glob("*.png"))
             assert figs, f"{e}/{prof}: no figure published"
@@ -158,5 +165,6 @@ def test_experiment_pages_show_their_published_results(site: Path):
                 imgs = re.findall(r'<img alt="' + re.escape(f"{f.stem} ({prof})") + r'" src="([^"]+)"', raw)
                 assert imgs, f"{e}: figure {prof}/{f.name} not on the page"
                 assert any((page.parent / src).resolve().is_file() for src in imgs), f"{e}: {imgs} not in the site"
-        assert f'href="../report.html#report-{e.replace("_", "-")}"' in raw, f"{e}: no link to its report section"
+        link = f'href="../report/{e}.html#report-{e.replace("_", "-")}"'
+        assert link in raw, f"{e}: no link to its page of the report"
         assert "*Run:*" not in text and "Run: profile" in text, f"{e}: provenance line missing or not rendered"

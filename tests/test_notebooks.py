@@ -1,4 +1,4 @@
-"""One test per chapter notebook: execute it with nbdev's test machinery (fastcore.test cells included).
+"""One test per chapter notebook (and per page of the reproduction report): execute it with nbdev's test machinery (fastcore.test cells included).
 
 Cells flagged with one of settings.ini's `tst_flags` (notest, slow, gpu) are skipped; set PSTN_TEST_FLAGS to a
 space-separated list (e.g. "slow") to run those too. Experiment notebooks are run through the runner instead."""
@@ -10,7 +10,8 @@ import nbdev.test as nbt  # imported as a module so that pytest does not collect
 
 from conftest import ROOT, settings
 
-NOTEBOOKS = sorted(p for p in (ROOT / "nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")))
+NOTEBOOKS = sorted(p for pattern in ("*.ipynb", "report/*.ipynb") for p in (ROOT / "nbs").glob(pattern)
+                   if not p.name.startswith(("_", ".")))
 
 
 def test_there_are_chapters():
