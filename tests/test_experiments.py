@@ -222,6 +222,22 @@ def check_ucr(m, p, run_dir):
         assert piece["nll"] < 2.58, (tag, piece["nll"])
 
 
+def check_table(m, p, run_dir, unit=is_percent):
+    """The shape every experiment that reports a table shares (see `pstn.report.table_summary`): per setting and
+    model, one run per seed, their mean and standard deviation, each value of the right kind."""
+    import statistics
+    seeds = list(range(p["seed"], p["seed"] + p["seeds"]))
+    assert m["seeds"] == seeds, (m["seeds"], seeds)
+    assert m["table"], "empty table"
+    for s, row in m["table"].items():
+        assert row, s
+        for k, c in row.items():
+            assert len(c["runs"]) == len(seeds) and all(unit(v) for v in c["runs"]), (s, k, c)
+            assert math.isclose(c["mean"], statistics.fmean(c["runs"]), rel_tol=1e-9, abs_tol=1e-12), (s, k)
+            sd = statistics.stdev(c["runs"]) if len(c["runs"]) > 1 else 0.0
+            assert math.isclose(c["std"], sd, rel_tol=1e-9, abs_tol=1e-12), (s, k)
+
+
 CHECKS = {"rotated_mnist": check_rotated_mnist, "fashion_placement": check_fashion_placement,
           "loss_landscape": check_loss_landscape, "failure_mode": check_failure_mode,
           "mnist_subsets": check_mnist_subsets, "ucr": check_ucr}
