@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['UCR_SETS', 'DATASETS', 'data_root', 'DataError', 'ChecksumError', 'file_digest', 'verify_file', 'Source', 'DataSpec',
            'resolve_names', 'fetch', 'fetch_all', 'status', 'MNIST', 'FashionMNIST', 'read_ucr_tsv', 'encode_labels',
-           'UCR', 'train_val_split']
+           'UCR', 'train_val_split', 'SVHN', 'CUB200']
 
 # %% ../nbs/11_data.ipynb #1170dab1
 #| code-fold: true
@@ -914,3 +914,104 @@ def train_val_split(n_or_dataset, val_fraction: float = 0.25,
     perm = np.random.default_rng(seed).permutation(n)
     train, val = np.sort(perm[n_val:]), np.sort(perm[:n_val])
     return torch.from_numpy(train), torch.from_numpy(val)
+
+# %% ../nbs/11_data.ipynb #d386880c
+#| code-fold: true
+_SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
+_CUB_URL = "https://www.vision.caltech.edu/datasets/cub_200_2011/"
+
+
+def _need(path: Path, what: str, where: str) -> Path:
+    "`path` if it exists, else a `DataError` naming it and where `what` is published."
+    if not path.exists():
+        raise DataError(f"{what}: expected the file {path.name} in {path.parent}, but it "
+                        f"is not there. {what} is not fetched by pstn; download it from "
+                        f"{where} and unpack it into that folder.")
+    return path
+
+
+class SVHN(torch.utils.data.Dataset):
+    """SVHN, cropped digits (`train_32x32.mat`, `test_32x32.mat`, `extra_32x32.mat`),
+    read from the folder `root` of a local copy (`split`: "train", "test" or "extra").
+    `data`: uint8 (N, 3, 32, 32); `targets`: long (N,) in 0..9 (the file's label 10 is
+    the digit 0). Items: (image float32 (3, 32, 32) in [0, 1], int); `transform` gets
+    the image tensor. Raises `DataError` when the file is missing."""
+
+    def __init__(self, root: str | Path, split: str = "train",
+                 transform: Callable | None = None) -> None:
+        import scipy.io
+        if split not in ("train", "test", "extra"):
+            raise ValueError("split must be 'train', 'test' or 'extra', got "
+                             f"{split!r}")
+        self.root, self.split, self.transform = Path(root), split, transform
+        path = _need(self.root / f"{split}_32x32.mat", "SVHN", _SVHN_URL)
+        try:
+            mat = scipy.io.loadmat(path)
+            X, y = mat["X"], mat["y"]
+        except (ValueError, KeyError, OSError, NotImplementedError) as e:
+            raise DataError(f"SVHN: could not read {path} as the cropped-digit format "
+                            f"(arrays X and y): {type(e).__name__}: {e}") from e
+        if X.ndim != 4 or X.shape[:3] != (32, 32, 3) or y.size != X.shape[3]:
+            raise DataError(f"SVHN: {path}: expected X (32, 32, 3, N) and y (N, 1), got "
+                            f"X {X.shape} and y {y.shape}")
+        self.data = torch.from_numpy(np.ascontiguousarray(X.transpose(3, 2, 0, 1)))
+        self.targets = torch.from_numpy(y.reshape(-1).astype(np.int64) % 10)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        x = self.data[index].float() / 255
+        if self.transform is not None: x = self.transform(x)
+        return x, int(self.targets[index])
+
+    def __repr__(self) -> str:
+        return f"SVHN(split={self.split!r}): {len(self)} images from {self.root}"
+
+# %% ../nbs/11_data.ipynb #c9398207
+#| code-fold: true
+class CUB200(torch.utils.data.Dataset):
+    """CUB-200-2011 birds from the folder `root` of a local copy (the `CUB_200_2011`
+    folder or its parent), official split: `train=True` the training images, else
+    the test images. Items: (image float32 (3, size, size) in [0, 1], class int in
+    0..199); `size=None` keeps each image's own size; `transform` gets the image
+    tensor. `paths`: the image files; `targets`: long (N,). Raises `DataError` naming
+    the index file or image that is missing."""
+    FILES = ("images.txt", "train_test_split.txt", "image_class_labels.txt")
+
+    def __init__(self, root: str | Path, train: bool = True, size: int | None = 224,
+                 transform: Callable | None = None) -> None:
+        root = Path(root)
+        if (root / "CUB_200_2011" / "images.txt").exists(): root = root / "CUB_200_2011"
+        if size is not None and not (isinstance(size, int) and size > 0):
+            raise ValueError(f"size: expected a positive int or None, got {size!r}")
+        self.root, self.train, self.size, self.transform = root, train, size, transform
+        tables = []
+        for name in self.FILES:
+            lines = _need(root / name, "CUB-200-2011", _CUB_URL).read_text().split("\n")
+            rows = [ln.split(maxsplit=1) for ln in lines if ln.strip()]
+            if any(len(r) != 2 for r in rows):
+                raise DataError(f"CUB-200-2011: {root / name}: expected lines 'id value'")
+            tables.append({int(i): v.strip() for i, v in rows})
+        paths, split, labels = tables
+        ids = [i for i in sorted(paths) if int(split.get(i, -1)) == int(train)]
+        self.paths = [root / "images" / paths[i] for i in ids]
+        self.targets = torch.tensor([int(labels[i]) - 1 for i in ids], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+        path = _need(self.paths[index], "CUB-200-2011", _CUB_URL)
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if self.size is not None:
+                im = im.resize((self.size, self.size), Image.BILINEAR)
+            x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
+        if self.transform is not None: x = self.transform(x)
+        return x, int(self.targets[index])
+
+    def __repr__(self) -> str:
+        return (f"CUB200(train={self.train}, size={self.size}): {len(self)} images from "
+                f"{self.root}")
