@@ -902,7 +902,8 @@ def table_summary(m: dict, P: dict) -> list[str]:
     """Summary of an experiment that reports a table: settings (columns) × models (rows),
     one number per seed. `m["table"]`: setting -> model -> {"mean", "std", "runs"};
     `P` (its section of `paper_numbers.yml`): `table` (setting -> model -> the paper's
-    number), `unit`, `lower_is_better`, `source` and `claims`, the orderings the paper
+    number), `unit`, `lower_is_better`, `source`, `note` (e.g. whether its numbers are
+    single runs or means) and `claims`, the orderings the paper
     states, each {"better": model, "worse": model, "in": [settings]}."""
     T, PT = m["table"], P.get("table", {})
     settings = list(T)
@@ -919,7 +920,8 @@ def table_summary(m: dict, P: dict) -> list[str]:
         rows.append(f"| {k} | " + " | ".join(cells) + " |")
     out = ["\n".join(rows),
            f"{unit[:1].upper() + unit[1:]}: ours, mean ± std over {n} seeds; in brackets the"
-           f" paper's single run ({P.get('source', 'no paper number')}); – : not run."]
+           f" paper's number ({P.get('source', 'none given')}); – : not run."
+           + (f" {P['note']}" if P.get("note") else "")]
     claims = []
     for c in P.get("claims", []):
         a, b = c["better"], c["worse"]
