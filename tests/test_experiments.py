@@ -22,7 +22,7 @@ from pstn import runner
 EXP_DIR = ROOT / "nbs" / "experiments"
 EXPERIMENTS = sorted(runner.list_experiments(EXP_DIR))
 # experiments whose work is kept as `resumable` pieces (pieces/*.json): their rerun is cheap and is checked
-RESUMABLE = {"failure_mode", "mnist_subsets", "ucr"}
+RESUMABLE = {"failure_mode", "mnist_subsets", "ucr", "distorted_mnist"}
 
 
 def test_there_are_experiments():
@@ -238,9 +238,28 @@ def check_table(m, p, run_dir, unit=is_percent):
             assert math.isclose(c["std"], sd, rel_tol=1e-9, abs_tol=1e-12), (s, k)
 
 
+def check_distorted_mnist(m, p, run_dir):
+    check_table(m, p, run_dir)
+    assert list(m["table"]) == p["settings"] and m["unit"] == "error (%)"
+    assert (m["n_train"], m["n_test"]) == (p["train_size"], p["test_size"])
+    for s, row in m["table"].items():
+        assert list(row) == p["models"] == list(m["weights"][s]), s
+        # every model within the weight budget, and the classifier widths chosen to fill it
+        assert all(is_count(n) and n <= p["weights"] for n in m["weights"][s].values()), m["weights"][s]
+        assert all(is_count(n) for n in m["widths"][s].values()) and all(is_nll(x) for x in m["nll"][s].values())
+        for c in row.values():                                     # a count of errors out of test_size images
+            assert all(round(e * p["test_size"] / 100, 6).is_integer() for e in c["runs"]), c
+    pieces = {f.stem for f in (run_dir / "pieces").glob("*.json")}
+    assert pieces == {f"{s}_{k.replace(' ', '_')}_seed{i}" for s in p["settings"] for k in p["models"]
+                      for i in m["seeds"]}, sorted(pieces)
+    # Learning: LEARNING_COMMENT
+    assert True
+
+
 CHECKS = {"rotated_mnist": check_rotated_mnist, "fashion_placement": check_fashion_placement,
           "loss_landscape": check_loss_landscape, "failure_mode": check_failure_mode,
-          "mnist_subsets": check_mnist_subsets, "ucr": check_ucr}
+          "mnist_subsets": check_mnist_subsets, "ucr": check_ucr,
+          "distorted_mnist": check_distorted_mnist}
 
 
 def test_every_experiment_has_checks():
