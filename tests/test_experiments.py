@@ -252,8 +252,13 @@ def check_distorted_mnist(m, p, run_dir):
     pieces = {f.stem for f in (run_dir / "pieces").glob("*.json")}
     assert pieces == {f"{s}_{k.replace(' ', '_')}_seed{i}" for s in p["settings"] for k in p["models"]
                       for i in m["seeds"]}, sorted(pieces)
-    # Learning: LEARNING_COMMENT
-    assert True
+    # Learning: the test error (%) on R of every model (256 test images, mean of the 2 seeds, chance 90). Smoke,
+    # seeds 0..4, every model but the P-STN: 53.7 to 65.8; not learning: 89.1 to 92.8 (all nine models). 75 lies
+    # 9.2 points (3.4 SE) above the highest learning run and 14 below the lowest non-learning one. The P-STN learns
+    # more slowly in these 32 steps: 74.2 to 83.2, against 85.4 to 92.4 not learning, too close to separate on
+    # 256 images; it is left out of this check.
+    for k, c in m["table"]["R"].items():
+        if not k.startswith("P-STN"): assert c["mean"] < 75, (k, c)
 
 
 CHECKS = {"rotated_mnist": check_rotated_mnist, "fashion_placement": check_fashion_placement,
