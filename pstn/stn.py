@@ -282,7 +282,8 @@ class ParallelSTN(nn.Module):
             raise ValueError(f"{who}: expected transformers with one in_shape and one "
                              f"out_size, got (in_shape, out_size) {sorted(shapes)}")
         self.transformers, self.net = nn.ModuleList(transformers), classifier
-        self.in_shape, self.out_size = transformers[0].in_shape, transformers[0].out_size
+        self.in_shape = transformers[0].in_shape
+        self.out_size = transformers[0].out_size
         _run_on_zeros(classifier,
                       (len(transformers) * self.in_shape[0], *self.out_size),
                       "classifier (T C channels, out_size)", who)
