@@ -938,6 +938,7 @@ def table_summary(m: dict, P: dict) -> list[str]:
             sig = (p < 0.05) if p == p else False
             verdict = ("holds, significant" if sig else "same direction, not significant") if ahead \
                 else ("reversed, significant" if sig else "reversed, not significant")
+            if oa == ob: verdict = "tie"                   # e.g. every run at 0%: no direction
             pa, pb = PT.get(ka[0], {}).get(ka[1]), PT.get(kb[0], {}).get(kb[1])
             paper = f"{pa:g} vs {pb:g}" if pa is not None and pb is not None else "stated"
             claims.append(f"| {a} better than {b} | {s} | {paper} | {oa:.2f} vs {ob:.2f}"
