@@ -648,6 +648,8 @@ FIGURES = {
     "ucr": ["augmentations"],
     "failure_mode": ["failure_mode", "angles"],
     "loss_landscape": ["landscape", "summary"],
+    "mnist_addition": ["transformers"],
+    "co_localisation": ["progress", "per_class"],
 }
 """The figures each experiment publishes (used where `results/` cannot be listed, i.e.
 outside a clone)."""
@@ -903,8 +905,9 @@ def table_summary(m: dict, P: dict) -> list[str]:
     one number per seed. `m["table"]`: setting -> model -> {"mean", "std", "runs"};
     `P` (its section of `paper_numbers.yml`): `table` (setting -> model -> the paper's
     number), `unit`, `lower_is_better`, `source`, `note` (e.g. whether its numbers are
-    single runs or means) and `claims`, the orderings the paper
-    states, each {"better": model, "worse": model, "in": [settings]}."""
+    single runs or means) and `claims`, the orderings the paper states, each
+    {"better": model, "worse": model, "in": [settings]}, or, with
+    `"across": "settings"`, {"better": setting, "worse": setting, "in": [models]}."""
     T, PT = m["table"], P.get("table", {})
     settings = list(T)
     models = list(dict.fromkeys(k for s in settings for k in T[s]))
@@ -925,16 +928,20 @@ def table_summary(m: dict, P: dict) -> list[str]:
     claims = []
     for c in P.get("claims", []):
         a, b = c["better"], c["worse"]
+        across = c.get("across") == "settings"
         for s in c["in"]:
-            if a not in T.get(s, {}) or b not in T.get(s, {}): continue
-            ra, rb = T[s][a]["runs"], T[s][b]["runs"]
-            oa, ob = T[s][a]["mean"], T[s][b]["mean"]
+            # (setting, model) of each side: the models differ, or, across, the settings
+            ka, kb = ((a, s), (b, s)) if across else ((s, a), (s, b))
+            if ka[1] not in T.get(ka[0], {}) or kb[1] not in T.get(kb[0], {}): continue
+            ra, rb = T[ka[0]][ka[1]]["runs"], T[kb[0]][kb[1]]["runs"]
+            oa, ob = T[ka[0]][ka[1]]["mean"], T[kb[0]][kb[1]]["mean"]
             p = t_test(list(ra), list(rb))
             ahead = (oa < ob) if low else (oa > ob)
             sig = (p < 0.05) if p == p else False
             verdict = ("holds, significant" if sig else "same direction, not significant") if ahead \
                 else ("reversed, significant" if sig else "reversed, not significant")
-            pa, pb = PT.get(s, {}).get(a), PT.get(s, {}).get(b)
+            if oa == ob: verdict = "tie"                   # e.g. every run at 0%: no direction
+            pa, pb = PT.get(ka[0], {}).get(ka[1]), PT.get(kb[0], {}).get(kb[1])
             paper = f"{pa:g} vs {pb:g}" if pa is not None and pb is not None else "stated"
             claims.append(f"| {a} better than {b} | {s} | {paper} | {oa:.2f} vs {ob:.2f}"
                           f" ({_p(p)}) | {verdict} |")

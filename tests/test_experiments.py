@@ -22,7 +22,8 @@ from pstn import runner
 EXP_DIR = ROOT / "nbs" / "experiments"
 EXPERIMENTS = sorted(runner.list_experiments(EXP_DIR))
 # experiments whose work is kept as `resumable` pieces (pieces/*.json): their rerun is cheap and is checked
-RESUMABLE = {"failure_mode", "mnist_subsets", "ucr", "feature_maps", "two_digits", "robustness", "distorted_mnist"}
+RESUMABLE = {"failure_mode", "mnist_subsets", "ucr", "feature_maps", "two_digits", "robustness", "distorted_mnist",
+             "mnist_addition", "co_localisation"}
 
 
 def test_there_are_experiments():
@@ -321,6 +322,48 @@ def check_distorted_mnist(m, p, run_dir):
     # 256 images; it is left out of this check.
     for k, c in m["table"]["R"].items():
         if not k.startswith("P-STN"): assert c["mean"] < 75, (k, c)
+def check_mnist_addition(m, p, run_dir):
+    check_table(m, p, run_dir)
+    models = ["FCN", "CNN", "ST-FCN", "2xST-FCN", "P-STN"]
+    assert list(m["table"]) == ["RTS"] and list(m["table"]["RTS"]) == models, m["table"].keys()
+    assert m["unit"] == "error (%)" and (m["n_train"], m["n_test"]) == (p["train_size"], p["test_size"])
+    for k, c in m["table"]["RTS"].items():                   # a count of wrong sums out of n_test, in percent
+        assert all(round(v * m["n_test"] / 100, 6).is_integer() for v in c["runs"]), (k, c["runs"])
+    # the paper's rule: every model of the column has about the same number of weights (about 400k)
+    assert set(m["weights"]) == set(models) and all(380_000 <= v <= 420_000 for v in m["weights"].values())
+    d = m["window_centre_distance"]
+    assert sorted(d) == sorted(str(s) for s in m["seeds"])
+    assert all(len(t) == 2 and all(0 <= v <= 2 * math.sqrt(2) for v in t) for rows in d.values() for t in rows)
+    # Learning: test NLL averaged over the five models and the seeds (19 classes; ln 19 = 2.944, and the entropy of
+    # the sum of two uniform digits, the NLL of a model that learnt only the labels' frequencies, is 2.66).
+    # Smoke, seeds 0..2: 2.870 2.869 2.880; not learning (lr 1e-12): 2.946 2.944 2.945. 2.91 lies 0.03 above the
+    # highest learning run and 0.034 below the lowest non-learning one. (At the smoke budget every model's error stays
+    # near that of always answering 9, about 90%, so the errors cannot show learning here.)
+    nll = [v for runs in m["nll"].values() for v in runs]
+    assert sum(nll) / len(nll) < 2.91, nll
+
+
+def check_co_localisation(m, p, run_dir):
+    check_table(m, p, run_dir)
+    classes = [str(d) for d in p["classes"]]
+    assert list(m["table"]) == ["T", "TC"] and all(list(r) == classes for r in m["table"].values())
+    assert m["unit"] == "IoU > 0.5 (%)" and m["n_images"] == p["n_images"]
+    for st, row in m["table"].items():                       # a count of digits out of n_images, in percent
+        for k, c in row.items():
+            assert all(round(v * p["n_images"] / 100, 6).is_integer() for v in c["runs"]), (st, k, c["runs"])
+    for st in ("T", "TC"):
+        for k in classes:
+            assert 0 <= m["mean_iou"][st][k] <= 1
+            assert p["min_scale"] * 84 - 1e-3 <= m["window_side_px"][st][k] <= 84 + 1e-3
+    assert set(m["loss_at"]) == {"true boxes", "empty corner", "1.5 x true boxes", "whole canvas"}
+    assert is_fraction(m["cnn_accuracy"])
+    # Learning: the windows start at side 84 (0.25 + 0.75 sigmoid(2)) = 76.48 px (the localiser's identity output)
+    # and move only if the localiser learns. Mean |side - 76.48| over the settings and classes:
+    # smoke, seeds 0..2: 6.94 6.55 6.08 px; not learning (lr 1e-12): 0.0 0.0 0.0 (the windows stay at 76.49 px). 1 px
+    # lies 5 px below the lowest learning run. (The smoke run finds no digit, so its IoU shares cannot show learning.)
+    start = 84 * (p["min_scale"] + (1 - p["min_scale"]) / (1 + math.exp(-2)))
+    moved = [abs(v - start) for row in m["window_side_px"].values() for v in row.values()]
+    assert sum(moved) / len(moved) > 1.0, moved
 
 
 CHECKS = {"rotated_mnist": check_rotated_mnist, "fashion_placement": check_fashion_placement,
@@ -328,7 +371,8 @@ CHECKS = {"rotated_mnist": check_rotated_mnist, "fashion_placement": check_fashi
           "mnist_subsets": check_mnist_subsets, "ucr": check_ucr,
           "feature_maps": check_feature_maps,
           "two_digits": check_two_digits, "robustness": check_robustness,
-          "distorted_mnist": check_distorted_mnist}
+          "distorted_mnist": check_distorted_mnist,
+          "mnist_addition": check_mnist_addition, "co_localisation": check_co_localisation}
 
 
 def test_every_experiment_has_checks():
