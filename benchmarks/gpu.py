@@ -165,6 +165,34 @@ PAPER_CUTS = {
         note="one seed, one epoch of every model in every setting, all of MNIST. The distorted sets are made "
              "once per run in either case (on the CPU), so scaling the whole cut overstates the full time a "
              "little."),
+    "mnist_addition": dict(
+        overrides=lambda p: {"seeds": 1, "epochs": 1},
+        units={"epochs of the five models over train_size digit pairs, summed over the seeds":
+                   lambda p: p["seeds"] * p["epochs"]},
+        note="one seed, one epoch of every model on all the pairs; S and the models as in the paper profile."),
+    "co_localisation": dict(
+        overrides=lambda p: {"seeds": 1, "epochs": 1, "cnn_epochs": 1},
+        units={"epochs of the digit classifier over cnn_train_size images": lambda p: p["cnn_epochs"],
+               "hinge-loss epochs of every class in T and TC, summed over the seeds":
+                   lambda p: p["seeds"] * p["epochs"]},
+        note="one epoch of the encoder, one seed and one epoch of the hinge-loss optimisation for every class "
+             "and setting."),
+    "two_digits": dict(
+        overrides=lambda p: {"seeds": 1, "epochs": 1},
+        units={"epochs of the CNN and of the STN in every start and padding, summed over the seeds":
+                   lambda p: p["seeds"] * p["epochs"]},
+        note="one seed, one epoch of every model and setting on all the pairs."),
+    "robustness": dict(
+        overrides=lambda p: {"seeds": 1, "epochs": 1},
+        units={"epochs of CNN, STN and P-STN over train_size images, summed over the seeds":
+                   lambda p: p["seeds"] * p["epochs"]},
+        note="one seed, one epoch of each model; the sweeps' test sets are evaluated in full in either case, so "
+             "scaling the whole cut overstates the full time a little."),
+    "feature_maps": dict(
+        overrides=lambda p: {"seeds": 1, "epochs": 1},
+        units={"epochs of every network in every setting over train_size images, summed over the seeds":
+                   lambda p: p["seeds"] * p["epochs"]},
+        note="one seed, one epoch of every network in every setting, all of MNIST."),
 }
 
 
