@@ -10,7 +10,8 @@ import math
 import torch
 from torch import Tensor
 
-from .conventions import expect_shape, expect_finite, check_theta
+from .conventions import (expect_shape, expect_finite, check_theta,
+                              values_readable)
 
 # %% ../nbs/04_cpab.ipynb #119bcb15
 #| code-fold: true
@@ -145,7 +146,9 @@ def _kappa(z: Tensor) -> Tensor:
 
 def _psi(x: Tensor, a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     "Closed-form flow inside one cell: psi(x, t) = x + (a x + b) t phi(a t)."
-    return x + (a * x + b) * t * _phi(a * t)
+    v = a * x + b
+    # a point at rest stays put (v * phi(a t) is 0 * inf = nan once phi overflows)
+    return torch.where(v == 0, x, x + v * t * _phi(a * t))
 
 # %% ../nbs/04_cpab.ipynb #5d21f5a2
 #| code-fold: true
@@ -325,6 +328,12 @@ class CPAB1D:
         A = self.field(theta)
         x = self._points(x, theta)
         y = integrate(x, A, t)
+        # without zero boundary a huge theta carries points past the largest float
+        if not self.zero_boundary and values_readable(y) and not bool(
+                torch.isfinite(y).all()):
+            raise ValueError(f"theta: expected a flow that stays finite, got "
+                             f"{int((~torch.isfinite(y)).sum())} point(s) carried "
+                             "beyond the dtype's range: theta is too large")
         if self.zero_boundary:
             y = torch.where((x >= 0) & (x <= 1), y.clamp(0, 1), y)
         return y

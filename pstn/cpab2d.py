@@ -263,6 +263,10 @@ def _partial(P: Tensor, gi: Tensor, sig: Tensor,
     return _apply(_horner(Pg, sig).unbind(0), x, y)
 
 
+# speed-driven steps allowed: 100 x the default at 100 x the prior's scale (about 630)
+_MAX_STEPS = 2000
+
+
 def _step_table(A: Tensor, t: float, steps: int) -> tuple[int, float, Tensor]:
     """Number of steps n (at least `steps`, and enough that ||h M_c||_inf <= 1/2 in
     every cell), step h = t / n and the power table (B nc, KT+1, 6) of h A, for the CPA
@@ -271,7 +275,13 @@ def _step_table(A: Tensor, t: float, steps: int) -> tuple[int, float, Tensor]:
     lin = Af.detach()[:, [0, 1, 3, 4]].abs()
     rho = float(torch.maximum(lin[:, 0] + lin[:, 1],
                               lin[:, 2] + lin[:, 3]).max()) if Af.numel() else 0.0
-    n = max(int(steps), math.ceil(2 * abs(t) * rho))
+    need = 2 * abs(t) * rho
+    if not math.isfinite(need) or need > max(_MAX_STEPS, steps):
+        raise ValueError(
+            f"theta: expected a CPA field whose integration needs at most {_MAX_STEPS} "
+            f"steps (|t| * rate <= {_MAX_STEPS // 2}), got rate {rho:.3g} at t = {t:g} "
+            f"({need:.3g} steps): theta is too large for this flow")
+    n = max(int(steps), math.ceil(need))
     return n, t / n, _power_table(Af, t / n)
 
 
@@ -658,6 +668,8 @@ class CPAB2D:
                              f"{t!r}")
         A = self.field(theta)
         p = self._points(points, theta)
+        if p.numel() == 0:  # no points (e.g. B = 0): empty, still attached to theta
+            return p + A.to(p.dtype).sum() * 0
         out = _integrate(p, A.to(p.dtype), float(t),
                          math.ceil(self.steps * max(abs(t), 1e-12)),
                          self.nx, self.ny, self._H, self._nbr)

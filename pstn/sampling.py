@@ -119,7 +119,8 @@ class LinearSample(torch.autograd.Function):
                                         align_corners)
             base = i if base is None else base.add_(i, alpha=strides[k])
             fs.append(f); chains.append(chain)
-        U = F.pad(input, [_PAD] * (2 * d)).reshape(B, C, -1)
+        # sizes spelled out: -1 is ambiguous for an empty batch (B = 0)
+        U = F.pad(input, [_PAD] * (2 * d)).reshape(B, C, math.prod(padded))
         index = [(base + o if o else base)[:, None, :].expand(B, C, P)
                  for o in _corner_offsets(strides)]
         rounds = [[U.gather(2, i) for i in index]]  # corner values
@@ -189,7 +190,8 @@ class NearestSample(torch.autograd.Function):
         index = index[:, None, :].expand(B, C, P)
         ctx.save_for_backward(index)
         ctx.meta = (input.shape, grid.shape, padded)
-        U = F.pad(input, [_PAD] * (2 * d)).reshape(B, C, -1)
+        # sizes spelled out: -1 is ambiguous for an empty batch (B = 0)
+        U = F.pad(input, [_PAD] * (2 * d)).reshape(B, C, math.prod(padded))
         return U.gather(2, index).reshape(B, C, *out)
 
     @staticmethod
@@ -200,7 +202,7 @@ class NearestSample(torch.autograd.Function):
         grad_input = grad_grid = None
         if ctx.needs_input_grad[0]:
             gU = grad_out.new_zeros(B, C, math.prod(padded))
-            gU.scatter_add_(2, index, grad_out.reshape(B, C, -1))
+            gU.scatter_add_(2, index, grad_out.reshape(index.shape))
             grad_input = _unpad(gU, sizes, padded)
         if ctx.needs_input_grad[1]:
             grad_grid = grad_out.new_zeros(grid_shape)
