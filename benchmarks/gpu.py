@@ -105,6 +105,14 @@ def _subsets_evaluations(p: dict) -> int:
     return n
 
 
+def _seed_epoch_cut(work: str, note: str) -> dict:
+    """The cut of an experiment whose work is `seeds` x `epochs` of the same training: one
+    seed, one epoch; `work` names what one epoch of one seed trains."""
+    return dict(overrides=lambda p: {"seeds": 1, "epochs": 1},
+                units={f"{work}, summed over the seeds": lambda p: p["seeds"] * p["epochs"]},
+                note=note)
+
+
 PAPER_CUTS = {
     "rotated_mnist": dict(
         overrides=lambda p: {"cnn_epochs": 1, "loc_epochs": 1, "seeds": 1},
@@ -158,18 +166,14 @@ PAPER_CUTS = {
              "curve statistics (NumPy on the CPU, about 30 ms per digit on a 2-core Xeon) are linear in the "
              "digits and would otherwise dominate the cut: the scale stays 10 and the cut stays short. n_grid "
              "(720) and mc_samples are unchanged."),
-    "distorted_mnist": dict(
-        overrides=lambda p: {"seeds": 1, "epochs": 1},
-        units={"epochs of every model in every setting over train_size distorted images, summed over the seeds":
-                   lambda p: p["seeds"] * p["epochs"]},
-        note="one seed, one epoch of every model in every setting, all of MNIST. The distorted sets are made "
-             "once per run in either case (on the CPU), so scaling the whole cut overstates the full time a "
-             "little."),
-    "mnist_addition": dict(
-        overrides=lambda p: {"seeds": 1, "epochs": 1},
-        units={"epochs of the five models over train_size digit pairs, summed over the seeds":
-                   lambda p: p["seeds"] * p["epochs"]},
-        note="one seed, one epoch of every model on all the pairs; S and the models as in the paper profile."),
+    "distorted_mnist": _seed_epoch_cut(
+        "epochs of every model in every setting over train_size distorted images",
+        "one seed, one epoch of every model in every setting, all of MNIST. The distorted sets are made "
+        "once per run in either case (on the CPU), so scaling the whole cut overstates the full time a "
+        "little."),
+    "mnist_addition": _seed_epoch_cut(
+        "epochs of the five models over train_size digit pairs",
+        "one seed, one epoch of every model on all the pairs; S and the models as in the paper profile."),
     "co_localisation": dict(
         overrides=lambda p: {"seeds": 1, "epochs": 1, "cnn_epochs": 1},
         units={"epochs of the digit classifier over cnn_train_size images": lambda p: p["cnn_epochs"],
@@ -177,22 +181,16 @@ PAPER_CUTS = {
                    lambda p: p["seeds"] * p["epochs"]},
         note="one epoch of the encoder, one seed and one epoch of the hinge-loss optimisation for every class "
              "and setting."),
-    "two_digits": dict(
-        overrides=lambda p: {"seeds": 1, "epochs": 1},
-        units={"epochs of the CNN and of the STN in every start and padding, summed over the seeds":
-                   lambda p: p["seeds"] * p["epochs"]},
-        note="one seed, one epoch of every model and setting on all the pairs."),
-    "robustness": dict(
-        overrides=lambda p: {"seeds": 1, "epochs": 1},
-        units={"epochs of CNN, STN and P-STN over train_size images, summed over the seeds":
-                   lambda p: p["seeds"] * p["epochs"]},
-        note="one seed, one epoch of each model; the sweeps' test sets are evaluated in full in either case, so "
-             "scaling the whole cut overstates the full time a little."),
-    "feature_maps": dict(
-        overrides=lambda p: {"seeds": 1, "epochs": 1},
-        units={"epochs of every network in every setting over train_size images, summed over the seeds":
-                   lambda p: p["seeds"] * p["epochs"]},
-        note="one seed, one epoch of every network in every setting, all of MNIST."),
+    "two_digits": _seed_epoch_cut(
+        "epochs of the CNN and of the STN in every start and padding",
+        "one seed, one epoch of every model and setting on all the pairs."),
+    "robustness": _seed_epoch_cut(
+        "epochs of CNN, STN and P-STN over train_size images",
+        "one seed, one epoch of each model; the sweeps' test sets are evaluated in full in either case, so "
+        "scaling the whole cut overstates the full time a little."),
+    "feature_maps": _seed_epoch_cut(
+        "epochs of every network in every setting over train_size images",
+        "one seed, one epoch of every network in every setting, all of MNIST."),
 }
 
 

@@ -107,7 +107,7 @@ def _standard_t(df: Tensor, shape: tuple,
     n = math.prod(shape)
     device = generator.device if generator is not None else df.device
     if n == 0:  # an empty batch: nothing to draw (and torch.cat needs a tensor)
-        return torch.zeros(shape, dtype=torch.float64, device=df.device)
+        return torch.zeros(shape, dtype=torch.float64, device=device)
     if device.type == "cpu":
         us, ws, have = [], [], 0
         while have < n:                        # acceptance rate pi/4; usually one round

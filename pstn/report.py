@@ -141,7 +141,7 @@ def run_line(rec: dict) -> str:
     )
 
 
-NOT_PROTOCOL = {"device", "threads", "channels_last", "workers", "progress"}
+NOT_PROTOCOL = {"device", "threads", "channels_last"}
 "Parameters that change how a run executes, not what it computes."
 
 
