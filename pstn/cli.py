@@ -106,12 +106,18 @@ def _cmd_run(args) -> int:
                              f"profile ({changed}); published as {args.profile!r} it "
                              "would pass for that profile: use --publish-as NAME "
                              "instead")
+    from pstn.sweep import executor_spec
+    executor = executor_spec(
+        args.executor, workers=args.workers, address=args.address, cluster=args.cluster,
+        cpus_per_piece=args.cpus_per_piece, gpus_per_piece=args.gpus_per_piece,
+        options={k: runner.parse_value(v) for k, v in args.executor_option or []})
     since = time.time() - 1
     try:
         rec = runner.run_experiment(args.name, args.profile, overrides,
                                     args.parameters_file, args.results_dir,
                                     args.experiments_dir,
-                                    progress=not args.no_progress, reuse=args.reuse)
+                                    progress=not args.no_progress, reuse=args.reuse,
+                                    executor=executor)
     except KeyboardInterrupt as e:                    # tell `main` where the record is
         with contextlib.suppress(OSError):
             folder = runner.results_dir(args.results_dir) / Path(nb).stem
@@ -121,6 +127,10 @@ def _cmd_run(args) -> int:
           f"{rec['duration_s']:.1f} s")
     print(f"record: {rec['run_dir']}/record.json")
     for k, v in rec["metrics"].items(): print(f"  {k} = {v}")
+    ex, got = rec["executor"], rec["attempts"][-1].get("pieces")
+    if got:
+        print(f"pieces: {got['computed']} computed, {got['reused']} reused "
+              f"({ex['name']}, {ex['workers']} worker{'s' * (ex['workers'] != 1)})")
     if rec.get("reused_code_of"):
         print("note: --reuse continued a run made by other code (see reused_code_of in "
               "the record)")
@@ -245,6 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "the latest run of the same parameters made by other code, reusing "
                     "its finished pieces (for interactive work; the record says so). "
                     "Default: changed code starts a new run")
+    g = sp.add_argument_group("where the pieces run (experiments that declare "
+                              "pieces; see the chapter on sweeps)")
+    g.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
+                   help="local: one after another in the notebook's kernel (default); "
+                   "ray: Ray tasks; slurm: submitit jobs (SLURM, or local processes "
+                   "with --cluster local)")
+    g.add_argument("--workers", type=int, help="pieces computed at once (ray: the "
+                   "size of a local cluster; slurm: jobs running at once)")
+    g.add_argument("--address", help="ray: address of a running cluster (e.g. auto, "
+                   "ray://host:10001); default: start a local one")
+    g.add_argument("--cluster", choices=("slurm", "local"),
+                   help="slurm: submit to SLURM, or run the jobs as local processes; "
+                   "default: SLURM when sbatch exists")
+    g.add_argument("--cpus-per-piece", type=int, help="CPUs reserved per piece")
+    g.add_argument("--gpus-per-piece", type=float, help="GPUs per piece (ray: a "
+                   "fraction, e.g. 0.25, puts four pieces on one GPU; slurm: whole "
+                   "GPUs per job)")
+    g.add_argument("--executor-option", nargs=2, action="append",
+                   metavar=("NAME", "VALUE"), help="a submitit parameter (repeatable), "
+                   "e.g. slurm_partition gpu, timeout_min 600")
 
     dp = sub.add_parser("data",
                         help="fetch and check the data sets (MNIST, Fashion-MNIST, "

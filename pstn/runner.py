@@ -565,7 +565,7 @@ def run_experiment(name: str | Path, profile: str = "smoke",
                    params_file: Path | str | None = None,
                    results: Path | str | None = None,
                    exp_dir: Path | str | None = None, progress: bool = True,
-                   reuse: bool = False) -> dict:
+                   reuse: bool = False, executor: str | dict | None = None) -> dict:
     """Execute experiment `name` with papermill; write `output.ipynb` and `record.json`;
     return the record.
 
@@ -575,10 +575,21 @@ def run_experiment(name: str | Path, profile: str = "smoke",
     `reuse=True` relaxes that, for interactive work: when this code has no folder yet,
     the latest run with the same parameters is continued, whatever code made its pieces;
     the record says so (`reused_code_of`). The folder is locked while the run lasts: a
-    second run of the same configuration raises `RunLocked`."""
+    second run of the same configuration raises `RunLocked`.
+
+    `executor` (a name or dict, see `pstn.sweep.executor_spec`) is where the notebook's
+    pieces (`pstn.sweep.map_pieces`) are computed; it is not a parameter, so it does not
+    change the run folder, and the record says which executor ran the pieces
+    (`executor`) and how many each attempt computed and reused (`pieces`)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+    from .sweep import executor_spec
     nb = find_experiment(name, exp_dir).resolve()
+    spec = executor_spec(executor or "local")
+    if spec["name"] != "local" and "map_pieces(" not in nb.read_text():
+        raise ValueError(f"executor {spec['name']!r}: experiment {nb.stem!r} computes in "
+                         "one process (it declares no pieces with map_pieces); run it "
+                         "with the local executor")
     params, injected = resolve_parameters(nb, profile, params_file, overrides)
     profile_params, _ = resolve_parameters(nb, profile)
     ad_hoc = {k: v for k, v in params.items() if v != profile_params[k]}
@@ -591,7 +602,8 @@ def run_experiment(name: str | Path, profile: str = "smoke",
         attempts = list(old.get("attempts", []))
         resumed = bool(attempts) or any((out_dir / "pieces").glob("*.json"))
         # this attempt's only
-        for f in ("metrics.json", "runtime.json"): (out_dir / f).unlink(missing_ok=True)
+        for f in ("metrics.json", "runtime.json", "executor.json"):
+            (out_dir / f).unlink(missing_ok=True)
         attempt = dict(started=_now(), finished=None, duration_s=None, status="running")
         record = dict(experiment=nb.stem, notebook=str(nb), profile=profile,
                       run_id=out_dir.name, parameters=params, overrides=injected,
@@ -603,11 +615,11 @@ def run_experiment(name: str | Path, profile: str = "smoke",
                       started=attempt["started"], finished=None, duration_s=None,
                       total_duration_s=None, resumed=resumed,
                       attempts=attempts + [attempt], status="running", error=None,
-                      metrics={})
+                      executor={**spec, "maps": []}, metrics={})
         _write_json(out_dir / "record.json", record)
         t0 = time.perf_counter()
         try:
-            with _env(PSTN_RUN_DIR=str(out_dir)):
+            with _env(PSTN_RUN_DIR=str(out_dir), PSTN_EXECUTOR=json.dumps(spec)):
                 pm.execute_notebook(str(nb), record["output_notebook"],
                                     parameters=injected, cwd=str(nb.parent),
                                     progress_bar=progress, kernel_name="python3")
@@ -632,6 +644,11 @@ def run_experiment(name: str | Path, profile: str = "smoke",
                 auto = "cuda" if rt["cuda"] else "cpu"
                 rt["device"] = auto if dev == "auto" else dev
                 record["hardware"]["torch_threads"] = rt["torch_threads"]
+            ex = _read_json(out_dir / "executor.json")
+            if ex is not None:                           # what map_pieces did
+                record["executor"] = {**spec, **ex}
+                attempt["pieces"] = {k: sum(m[k] for m in ex["maps"])
+                                     for k in ("computed", "reused")}
             total = sum(a["duration_s"] or 0 for a in record["attempts"])
             record.update(finished=attempt["finished"],
                           duration_s=attempt["duration_s"], runtime=rt,
