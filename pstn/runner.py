@@ -590,6 +590,11 @@ def run_experiment(name: str | Path, profile: str = "smoke",
         raise ValueError(f"executor {spec['name']!r}: experiment {nb.stem!r} computes in "
                          "one process (it declares no pieces with map_pieces); run it "
                          "with the local executor")
+    need = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}.get(spec["name"])
+    import importlib.util
+    if need and importlib.util.find_spec(need[0]) is None:
+        raise ValueError(f"executor {spec['name']!r} needs {need[0]}, which is not "
+                         f'installed: pip install "pstn[{need[1]}]"')
     params, injected = resolve_parameters(nb, profile, params_file, overrides)
     profile_params, _ = resolve_parameters(nb, profile)
     ad_hoc = {k: v for k, v in params.items() if v != profile_params[k]}
