@@ -32,8 +32,11 @@ def declared() -> dict[str, set[str]]:
     "Distribution names (canonical) of the core dependencies and of the `notebooks` extra."
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = lambda reqs: {canonicalize_name(Requirement(r).name) for r in reqs}
+    extras = project["optional-dependencies"]
+    # the sweep executors' extras: imported by pstn.sweep only when their executor is chosen
     return {"core": names(project["dependencies"]) | {"pstn"},
-            "notebooks": names(project["optional-dependencies"]["notebooks"])}
+            "notebooks": names(extras["notebooks"]),
+            "executors": names(extras["ray"] + extras["slurm"])}
 
 
 def undeclared(imports: dict[str, set[str]]) -> dict[str, list[str]]:
