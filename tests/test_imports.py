@@ -29,7 +29,7 @@ def top_level_imports(source: str) -> set[str]:
 
 
 def declared() -> dict[str, set[str]]:
-    "Distribution names (canonical) of the core dependencies and of the `notebooks` extra."
+    "Distribution names (canonical) of the core dependencies, the `notebooks` extra and the executors' extras."
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = lambda reqs: {canonicalize_name(Requirement(r).name) for r in reqs}
     extras = project["optional-dependencies"]
