@@ -583,7 +583,7 @@ def run_experiment(name: str | Path, profile: str = "smoke",
     (`executor`) and how many each attempt computed and reused (`pieces`)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
-    from .sweep import executor_spec
+    from pstn.sweep import executor_spec
     nb = find_experiment(name, exp_dir).resolve()
     spec = executor_spec(executor or "local")
     if spec["name"] != "local" and "map_pieces(" not in nb.read_text():

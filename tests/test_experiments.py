@@ -48,6 +48,13 @@ def test_parameters_parse_and_profiles_resolve(name):
 # ----------------------------------------------------------------------------------------------------------------
 # What each experiment's metrics must look like. Each check gets the metrics, the run's parameters and its folder.
 
+def piece_tag(f: Path) -> str:
+    "The tag of a piece stored by `pstn.sweep.map_pieces` (`<tag>-<hash of item and settings>.json`)."
+    tag, _, digest = f.stem.rpartition("-")
+    assert len(digest) == 8 and int(digest, 16) >= 0, f.name
+    return tag
+
+
 def is_fraction(x) -> bool: return isinstance(x, float) and 0 <= x <= 1
 def is_percent(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 100
 def is_count(x) -> bool: return isinstance(x, int) and not isinstance(x, bool) and x > 0
@@ -213,7 +220,7 @@ def check_ucr(m, p, run_dir):
     # classes; a uniform guess: ln 14 = 2.639). Smoke, seeds 0..4: 2.48 to 2.56 (largest 2.5595); not learning:
     # 2.60 to 2.63. 2.58 lies between. Accuracy cannot decide here: 8 optimiser steps leave seed 3 at 9.4 % (chance
     # 7.1 %, not learning: 3.9 to 13.3 %).
-    pieces = {f.stem: json.loads(f.read_text()) for f in (run_dir / "pieces").glob("*.json")}
+    pieces = {piece_tag(f): json.loads(f.read_text()) for f in (run_dir / "pieces").glob("*.json")}
     expected = {f"{n}_{k}_rep{r}_w{(p['w_by_dataset'][n] if k == 'P-STN' else 0.0):g}"
                 for n in p["datasets"] for k in kinds for r in range(p["repetitions"])}
     assert set(pieces) == expected, sorted(pieces)
@@ -312,7 +319,7 @@ def check_distorted_mnist(m, p, run_dir):
         assert all(is_count(n) for n in m["widths"][s].values()) and all(is_nll(x) for x in m["nll"][s].values())
         for c in row.values():                                     # a count of errors out of test_size images
             assert all(round(e * p["test_size"] / 100, 6).is_integer() for e in c["runs"]), c
-    pieces = {f.stem for f in (run_dir / "pieces").glob("*.json")}
+    pieces = {piece_tag(f) for f in (run_dir / "pieces").glob("*.json")}
     assert pieces == {f"{s}_{k.replace(' ', '_')}_seed{i}" for s in p["settings"] for k in p["models"]
                       for i in m["seeds"]}, sorted(pieces)
     # Learning: the test error (%) on R of every model (256 test images, mean of the 2 seeds, chance 90). Smoke,
