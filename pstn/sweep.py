@@ -55,7 +55,7 @@ def run_parameters() -> dict:
 # %% ../nbs/13b_sweep.ipynb #6083d94c
 #| code-fold: true
 def _stored(path: Path | None):
-    "`(result,)` when `path` holds a readable piece, else None (warns on a corrupt one)."
+    "`(result,)` when `path` holds a readable piece, else None (warns if corrupt)."
     return _reuse(path, lambda f: json.loads(f.read_text()))
 
 
@@ -207,10 +207,12 @@ def _ray_piece(fn, item: dict, threads: int, env: dict):
     return _jsonable(fn(**item))
 
 
-def _run_ray(fn, todo: dict, spec: dict, threads: int, env: dict, bar) -> tuple[dict, int]:
+def _run_ray(fn, todo: dict, spec: dict, threads: int, env: dict,
+             bar) -> tuple[dict, int]:
     try: import ray
     except ImportError:
-        raise ImportError('the "ray" executor needs Ray: pip install "pstn[ray]"') from None
+        raise ImportError('the "ray" executor needs Ray: pip install '
+                          '"pstn[ray]"') from None
     started = not ray.is_initialized()          # then this map's own: shut down after
     if started:
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -297,10 +299,11 @@ def _run_submitit(fn, todo: dict, spec: dict, threads: int, env: dict, bar,
     out = {i: _stored(p) for i, p in zip(idx, paths)}
     missing = [p.stem for i, p in zip(idx, paths) if out[i] is None]
     if missing:
+        more = ", ..." if len(missing) > 5 else ""
         raise PiecesMissing(f"{len(missing)} of {len(paths)} pieces missing "
-                            f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
-                            f" after worker failures: {'; '.join(failed) or 'none seen'}. "
-                            "Run again to compute only the missing pieces.")
+                            f"({', '.join(missing[:5])}{more}) after worker failures: "
+                            f"{'; '.join(failed) or 'none seen'}. Run again to compute "
+                            "only the missing pieces.")
     if failed:
         warnings.warn(f"pieces: workers failed ({'; '.join(failed)}); the others "
                       "computed their pieces", RuntimeWarning)
@@ -311,8 +314,8 @@ def _run_submitit(fn, todo: dict, spec: dict, threads: int, env: dict, bar,
 def map_pieces(fn, items, *, tag=None, settings: dict | None = None,
                executor: str | dict | None = None, desc: str | None = None,
                progress: bool = True) -> list:
-    """`[fn(**item) for item in items]`, each result a JSON-able piece of the run, stored
-    as `<run folder>/pieces/<piece_name>.json` and read back instead of computed when
+    """`[fn(**item) for item in items]`, each result a JSON-able piece of the run,
+    stored as `<run folder>/pieces/<piece_name>.json` and read back instead of computed when
     it is there. The pieces are independent; `executor` (see `executor_spec`; default
     `$PSTN_EXECUTOR`, else `local`) says where they are computed: one after another in
     this process, as Ray tasks, or by submitit workers (SLURM, or local processes).
