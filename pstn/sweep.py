@@ -6,11 +6,13 @@ __all__ = ['EXECUTORS', 'piece_name', 'run_parameters', 'executor_spec', 'per_pr
 # %% ../nbs/13b_sweep.ipynb #8b3ae15a
 import contextlib
 import functools
+import importlib
 import json
 import os
 import re
 import secrets
 import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -194,6 +196,23 @@ class PiecesMissing(RuntimeError):
     pieces they finished are kept: running again computes only the missing ones."""
 
 
+def _module_by_name(m):
+    return importlib.import_module, (m.__name__,)
+
+
+def _modules_by_name() -> None:
+    """Let cloudpickle send torch's module-like objects (`torch.classes`, `torch.ops`: module
+    subclasses in sys.modules) by name. It sends every submodule whose name a function's
+    code mentions, so a piece that reads an attribute called `classes` (e.g. a data set's)
+    would otherwise fail to pickle."""
+    import copyreg
+    import types
+    for name, m in list(sys.modules.items()):
+        if (name.startswith("torch.") and isinstance(m, types.ModuleType)
+                and type(m) is not types.ModuleType):
+            copyreg.pickle(type(m), _module_by_name)
+
+
 def _worker_setup(threads: int, env: dict) -> None:
     os.environ.update(env)
     if threads:
@@ -213,6 +232,7 @@ def _run_ray(fn, todo: dict, spec: dict, threads: int, env: dict,
     except ImportError:
         raise ImportError('the "ray" executor needs Ray: pip install '
                           '"pstn[ray]"') from None
+    _modules_by_name()
     started = not ray.is_initialized()          # then this map's own: shut down after
     if started:
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -272,6 +292,7 @@ def _run_submitit(fn, todo: dict, spec: dict, threads: int, env: dict, bar,
         raise ValueError('the "slurm" executor stores pieces in the run folder, which '
                          "its workers must see: run the notebook with `pstn run` (or "
                          "pstn.runner.run_experiment); outside a run use local or ray")
+    _modules_by_name()
     ex = submitit.AutoExecutor(folder=run / "submitit", cluster=spec["cluster"])
     n = min(spec["workers"], len(todo))
     ex.update_parameters(**{"timeout_min": 24 * 60, "name": "pstn-pieces",

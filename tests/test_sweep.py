@@ -171,3 +171,18 @@ def test_an_experiment_without_pieces_refuses_other_executors(tmp_path):
     bad = subprocess.run([PSTN, "run", EXP, "--executor", "ray", "--workers", "0", "--results-dir", str(tmp_path)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "workers must be an integer >= 1, got 0" in bad.stderr, bad.stderr
+
+
+def test_a_piece_may_read_an_attribute_named_like_a_torch_pseudo_module(tmp_path):
+    # cloudpickle sends every loaded submodule whose name the code mentions: `ds.classes` makes it send
+    # torch.classes, a module-like object that plain pickling refuses (the UCR notebook reads `ds.classes`)
+    code = ("import os, sys, types, torch; os.environ['PSTN_RUN_DIR'] = sys.argv[1]\n"
+            "from pstn.sweep import map_pieces\n"
+            "ds = types.SimpleNamespace(classes=['a', 'b', 'c'])\n"
+            "def piece(a):\n"
+            "    return {'n': len(ds.classes) + int(torch.ones(a).sum())}\n"
+            "out = map_pieces(piece, [dict(a=1), dict(a=2)], progress=False,\n"
+            "                 executor=dict(name='slurm', cluster='local', workers=2))\n"
+            "assert out == [{'n': 4}, {'n': 5}], out\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True, text=True,
+                   timeout=300)
