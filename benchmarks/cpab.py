@@ -27,11 +27,14 @@ classical RK4 with many steps on our velocity field (its own error is estimated 
 are compared too: by the chain rule, dL/dtheta_ours = dL/dtheta_anchor @ M.
 
 Speed: batch 64, float32 inputs for every library, median of repeated runs after a warm-up; each repeat runs ours
-and the anchor back to back. "forward" is a transform without autograd; "forward+backward" is a transform with
+and the anchor back to back, and the repeats go on until the spread (interquartile range / median) of each timing
+is at most --spread (5%), or --max-repeats / --max-seconds are reached; the record says which. On a machine with
+CUDA, ours is also timed on the GPU (synchronised after every call). "forward" is a transform without autograd; "forward+backward" is a transform with
 theta requiring gradients followed by the backward of the sum of the outputs. "speedup" is anchor / ours.
 
-It prints a table and writes results/benchmarks/cpab.json (or --out). The timings depend on the machine and on
-what else it is running (the load average is recorded).
+It prints a table and writes its record into results/benchmarks/cpab.json (or --out) under this machine's name
+(CPU model and core count, and GPU), keeping the records of other machines. The timings depend on the machine and
+on what else it is running (the load average is recorded).
 """
 import argparse
 import contextlib
@@ -48,7 +51,7 @@ from pathlib import Path
 
 import torch
 
-from common import run_info
+from common import cuda_synced, machine_key, run_info, save_for_machine, stable_times
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ROOT / "_anchors"
@@ -83,18 +86,6 @@ def version_of(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def time_pair(ours, ref, repeats, warmup=2):
-    "Median milliseconds of `ours` and `ref` (either may be None), run back to back in each repeat."
-    fns = [f for f in (ours, ref) if f is not None]
-    for _ in range(warmup):
-        for f in fns: f()
-    t = {id(f): [] for f in fns}
-    for _ in range(repeats):
-        for f in fns:
-            t0 = time.perf_counter(); f(); t[id(f)].append(time.perf_counter() - t0)
-    return tuple(None if f is None else 1e3 * statistics.median(t[id(f)]) for f in (ours, ref))
 
 
 def fwd(fn, theta):
@@ -303,25 +294,54 @@ def run_1d(info, args, gen):
         T = dw["module"].Cpab(NC_1D, backend="pytorch", device="cpu", zero_boundary=True)
         f_anch, th_a32 = (lambda th: T.transform_grid(x32, th)), torch.randn(BATCH, T.params.d, generator=gen) * 0.5
         out["anchor_variant"] = "own build, unchecked (pstn.cpab not available)"
-    timing(out, f_ours, f_anch, th32, th_a32 if f_anch else None, args.repeats)
+    timing(out, f_ours, f_anch, th32, th_a32 if f_anch else None, limits(args))
+    timing_cuda(out, f_ours, th32, limits(args))
     if out["speedup_forward_backward"] is not None:
         out["goal"] = f"forward+backward no slower than difw's C++ (speedup >= {GOAL_1D_SPEEDUP:g})"
         out["goal_met"] = bool(out["speedup_forward_backward"] >= GOAL_1D_SPEEDUP)
     return out
 
 
-def timing(out, f_ours, f_anch, th, th_a, repeats):
-    fo, fa = time_pair(f_ours and fwd(f_ours, th), f_anch and fwd(f_anch, th_a), repeats)
-    bo, ba = time_pair(f_ours and fwd_bwd(f_ours, th), f_anch and fwd_bwd(f_anch, th_a), repeats)
-    both = lambda a, b: a is not None and b is not None
-    out.update(repeats=repeats, forward_ms={"ours": fo, "anchor": fa}, forward_backward_ms={"ours": bo, "anchor": ba},
-               speedup_forward=fa / fo if both(fo, fa) else None,
-               speedup_forward_backward=ba / bo if both(bo, ba) else None,
-               ours_over_anchor_forward=fo / fa if both(fo, fa) else None,
-               ours_over_anchor_forward_backward=bo / ba if both(bo, ba) else None)
+def limits(args) -> dict:
+    return dict(target=args.spread, max_repeats=args.max_repeats, max_seconds=args.max_seconds, warmup=2)
 
 
-# ---------------------------------------------------------------------------------------------------------- 2-D
+def timing(out, f_ours, f_anch, th, th_a, limits):
+    """Forward and forward+backward times of ours and the anchor on the CPU, back to back until their spread is
+    small (`stable_times`); on a CUDA machine, ours (and an anchor that runs there) also on the GPU."""
+    f, f_ok = stable_times({"ours": f_ours and fwd(f_ours, th), "anchor": f_anch and fwd(f_anch, th_a)}, **limits)
+    b, b_ok = stable_times({"ours": f_ours and fwd_bwd(f_ours, th), "anchor": f_anch and fwd_bwd(f_anch, th_a)},
+                           **limits)
+    out.update(summarise(f, b, f_ok and b_ok))
+
+
+def summarise(f, b, ok):
+    ms = lambda r: {k: None if v is None else v["median_ms"] for k, v in r.items()}
+    fo, fa = ms(f)["ours"], ms(f)["anchor"]
+    bo, ba = ms(b)["ours"], ms(b)["anchor"]
+    both = lambda a, c: a is not None and c is not None
+    return dict(forward_ms=ms(f), forward_backward_ms=ms(b),
+                spread={"forward": {k: v and v["spread"] for k, v in f.items()},
+                        "forward_backward": {k: v and v["spread"] for k, v in b.items()}},
+                repeats={"forward": max((v["repeats"] for v in f.values() if v), default=0),
+                         "forward_backward": max((v["repeats"] for v in b.values() if v), default=0)},
+                spread_target_reached=ok,
+                speedup_forward=fa / fo if both(fo, fa) else None,
+                speedup_forward_backward=ba / bo if both(bo, ba) else None,
+                ours_over_anchor_forward=fo / fa if both(fo, fa) else None,
+                ours_over_anchor_forward_backward=bo / ba if both(bo, ba) else None)
+
+
+def timing_cuda(out, f_ours, th, limits):
+    "Ours on the GPU (float32, synchronised after every call); no anchor is timed there."
+    if f_ours is None or not torch.cuda.is_available(): return
+    thc = th.cuda()
+    f, f_ok = stable_times({"ours": cuda_synced(fwd(f_ours, thc)), "anchor": None}, **limits)
+    b, b_ok = stable_times({"ours": cuda_synced(fwd_bwd(f_ours, thc)), "anchor": None}, **limits)
+    out["cuda"] = summarise(f, b, f_ok and b_ok)
+    out["cuda"]["device"] = torch.cuda.get_device_name(0)
+
+
 def grid_points(n: int) -> torch.Tensor:
     "n x n points of [0, 1]^2 (borders included), (n*n, 2) in (x, y) order, x fastest; float64."
     t = torch.linspace(0, 1, n, dtype=torch.float64)
@@ -413,7 +433,8 @@ def run_2d(info, args, gen):
             th32 = None if ours is None else theta.float()
             th_a32 = None if T is None else 0.5 * torch.randn(BATCH, T.params.d, generator=gen)
         if f_anch is not None: out["anchor_variant"] = lc["variant"] + ", nstepsolver 50"
-        timing(out, f_ours, f_anch, th32, th_a32, args.repeats_2d)
+        timing(out, f_ours, f_anch, th32, th_a32, limits(args))
+        timing_cuda(out, f_ours, th32, limits(args))
         if out["speedup_forward_backward"] is not None:
             out["goal"] = f"forward+backward at least {GOAL_2D_SPEEDUP:g}x faster than libcpab"
             out["goal_met"] = bool(out["speedup_forward_backward"] >= GOAL_2D_SPEEDUP)
@@ -425,8 +446,10 @@ def run_2d(info, args, gen):
 # --------------------------------------------------------------------------------------------------------- main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=20, help="timed repeats per 1-D case (default 20)")
-    p.add_argument("--repeats-2d", type=int, default=7, help="timed repeats per 2-D case (default 7)")
+    p.add_argument("--spread", type=float, default=0.05,
+                   help="repeat each timing until its spread (IQR / median) is at most this (default 0.05)")
+    p.add_argument("--max-repeats", type=int, default=200, help="at most this many repeats per timing")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="at most this long per timing (default 60)")
     p.add_argument("--agree-batch", type=int, default=8, help="thetas in the agreement check (default 8)")
     p.add_argument("--fit-points", type=int, default=4000, help="random points for the basis fit (default 4000)")
     p.add_argument("--ref-steps", type=int, default=4000, help="RK4 steps of the reference (default 4000)")
@@ -480,7 +503,10 @@ def main(argv=None):
         anchors["difw"]["variant_timed"] = one.get("anchor_variant")
     record = {
         "benchmark": "CPAB: pstn.cpab (1-D) and pstn.cpab2d (2-D) against difw and libcpab",
-        "settings": {"device": "cpu", "dtype_timed": "float32", "batch": BATCH, "statistic": "median", "warmup": 2,
+        "settings": {"devices": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
+                     "dtype_timed": "float32", "batch": BATCH, "statistic": "median", "warmup": 2,
+                     "spread": "interquartile range / median", "spread_target": args.spread,
+                     "max_repeats": args.max_repeats, "max_seconds": args.max_seconds,
                      "forward": "transform without autograd",
                      "forward_backward": "transform with theta requiring grad, then backward of the sum of outputs",
                      "speedup": "anchor ms / ours ms", "prior": PRIOR, "seed": args.seed},
@@ -492,8 +518,7 @@ def main(argv=None):
         **run_info(), "load_average_1_5_15_at_start": load_start,
         "load_average_1_5_15": list(os.getloadavg()), "run_s": time.perf_counter() - t0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    save_for_machine(args.out, record)
 
     print(f"\ntorch {record['torch']}, {record['num_threads']} threads, {record['cpu_model']}, "
           f"load {load_start[0]:.2f} at start, {record['load_average_1_5_15'][0]:.2f} at end "
@@ -510,7 +535,15 @@ def main(argv=None):
         goal = ("met" if c["goal_met"] else "NOT met") if "goal_met" in c else "-"
         print(f"{c['name']:<40} {c['anchor']:<8} {fmt(f['ours'])} {fmt(f['anchor'])} {fx(c['speedup_forward'])} "
               f"{fmt(b['ours'])} {fmt(b['anchor'])} {fx(c['speedup_forward_backward'])}  {goal}")
-    print("times in ms, median; speedup = anchor / ours")
+    print("times in ms, median; speedup = anchor / ours; spread (IQR / median) of every timing: "
+          + ", ".join(f"{c['name'].split(',')[0]} {c['grid'] if 'grid' in c else ''} <= "
+                      f"{max(x for v in c['spread'].values() for x in v.values() if x is not None):.1%}"
+                      for c in cases if "spread" in c))
+    for c in cases:
+        if "cuda" in c:
+            g = c["cuda"]
+            print(f"  {c['name']} on {g['device']}: forward {g['forward_ms']['ours']:.2f} ms, forward+backward "
+                  f"{g['forward_backward_ms']['ours']:.2f} ms")
     for c in cases:
         if c.get("anchor_variant"): print(f"  {c['name']}: {c['anchor']} = {c['anchor_variant']}")
         if "anchor_status" in c: print(f"  {c['name']}: {c['anchor']} {c['anchor_status']}")
@@ -535,7 +568,7 @@ def main(argv=None):
                                                   for k, val in v.items()))
         if "own_build_correct" in a and a["own_build_correct"] is not None:
             print(f"    difw's own build correct here: {a['own_build_correct']}")
-    print(f"written to {os.path.relpath(args.out)}")
+    print(f"written to {os.path.relpath(args.out)} as {machine_key(record)!r}")
 
 
 if __name__ == "__main__":

@@ -203,7 +203,8 @@ def _flow(x: Tensor, A: Tensor, t: float, record: bool = False):
 # %% ../nbs/04_cpab.ipynb #12e0fae9
 #| code-fold: true
 class _CPAFlow(torch.autograd.Function):
-    "Exact 1-D CPA flow with the analytic backward (float64 tensors in and out)."
+    """Exact 1-D CPA flow by the cell walk (`_flow`), with the analytic backward (float64
+    tensors in and out); `integrate` uses `_CPAScan`, this is its reference."""
 
     @staticmethod
     def forward(ctx, x, A, t):
@@ -243,6 +244,144 @@ class _CPAFlow(torch.autograd.Function):
         return gx, gA, None
 
 
+
+# %% ../nbs/04_cpab.ipynb #80081367
+#| code-fold: true
+def _mirror(A: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-cell slopes a and offsets b, (2B, nc): rows 0..B-1 of the field A (B, 2 nc),
+    rows B..2B-1 of its mirror v~(y) = -v(1 - y) (a~ = a, b~ = -(a + b), cells in
+    reverse order), in which a point moving left moves right."""
+    a, b = A[:, 0::2], A[:, 1::2]
+    return torch.cat([a, a.flip(1)]), torch.cat([b, -(a + b).flip(1)])
+
+
+def _whole_cells(a: Tensor, b: Tensor, t: float):
+    """Rightward crossings of whole cells, for per-cell tables a, b (R, nc).
+
+    Returns `ok` (R, nc), the cells crossed from boundary to boundary in less than `t`
+    (v > 0 at both ends; never the outer right cell); their crossing times summed from
+    the left, C (R, nc + 1), C[:, 0] = 0, other cells counting 0; `nb` (R, nc), the
+    first cell at or right of each that is not crossed; v at the left and right
+    boundary of each cell, v0 and v1 (R, nc)."""
+    R, nc = a.shape
+    h = 1.0 / nc
+    x0 = torch.arange(nc, dtype=a.dtype, device=a.device) * h
+    v0, v1 = a * x0 + b, a * (x0 + h) + b
+    ok = (v0 > 0) & (v1 > 0)
+    ok[:, -1] = False
+    v0s = torch.where(ok, v0, 1.0)
+    tau = h / v0s * _g(torch.where(ok, a * h / v0s, 0.0))
+    ok &= tau <= t                 # slower than t: a barrier (keeps C small and exact)
+    C = torch.cat([torch.zeros_like(a[:, :1]), torch.where(ok, tau, 0.0).cumsum(1)], 1)
+    j = torch.arange(nc, device=a.device).expand(R, nc)
+    nb = torch.where(ok, nc - 1, j).flip(1).cummin(1).values.flip(1)
+    return ok, C, nb, v0, v1
+
+
+def _scan(x: Tensor, A: Tensor, t: float) -> tuple[Tensor, dict]:
+    """Exact CPA flow of `x` (B, N) in the field `A` (B, 2 nc), float64, time t >= 0,
+    without walking the cells: the end points (B, N) and what the backward pass needs."""
+    B, N = x.shape
+    nc = A.shape[1] // 2
+    a, b = _mirror(A)
+    ok, C, nb, v0, v1 = _whole_cells(a, b, t)
+    xf = x.reshape(-1)
+    c0 = cell_index(xf, nc)
+    rows = torch.arange(B, device=x.device).repeat_interleave(N)
+    a0 = A[:, 0::2].reshape(-1)[rows * nc + c0]
+    v = a0 * xf + A[:, 1::2].reshape(-1)[rows * nc + c0]
+    left = v < 0                                    # these move right in the mirror
+    r = torch.where(left, rows + B, rows)
+    u = torch.where(left, 1 - xf, xf)
+    c = torch.where(left, nc - 1 - c0, c0)
+    # the first, partial cell: time to its right boundary
+    vs = torch.where(v != 0, v.abs(), 1.0)
+    d1 = (c + 1).to(x.dtype) / nc - u
+    z1 = a.reshape(-1)[r * nc + c] * d1 / vs
+    can = (v != 0) & (c < nc - 1) & (z1 > -1)
+    z1 = torch.where(can, z1, 0.0)
+    t1 = d1 / vs * _g(z1)
+    leaves = can & (t1 < t)
+    # whole cells from j0 on: the last boundary reached in the remaining time
+    j0 = (c + 1).clamp(max=nc - 1)
+    s = C[r, j0] + (t - t1)
+    k = torch.searchsorted(C, s.view(B, N).repeat(2, 1), right=True) - 1
+    k = torch.where(left, k[B:].reshape(-1), k[:B].reshape(-1))
+    k = torch.where(leaves, torch.minimum(k, nb[r, j0]), c)
+    tau = torch.where(leaves, s - C[r, k], torch.full_like(s, t))
+    # the last stretch, in the field itself (1 - u would cancel near x = 0): from the
+    # boundary entered, or from x, for time tau, in cell ko
+    ko = torch.where(left, nc - 1 - k, k)
+    start = torch.where(leaves, torch.where(left, nc - k, k).to(x.dtype) / nc, xf)
+    fo = rows * nc + ko
+    ak, bk = A[:, 0::2].reshape(-1)[fo], A[:, 1::2].reshape(-1)[fo]
+    xT = _psi(start, ak, bk, tau)
+    state = dict(a=a, ok=ok, v0=v0, v1=v1, r=r, u=u, c=c, vs=vs, d1=d1, z1=z1,
+                 leaves=leaves, j0=j0, k=k, tau=tau, start=start, fo=fo, ak=ak, bk=bk,
+                 a0=a0, v=v, vT=ak * xT + bk)
+    return xT.view(B, N), state
+
+
+class _CPAScan(torch.autograd.Function):
+    """Exact 1-D CPA flow without the cell walk (`_scan`), with the analytic backward
+    (float64 tensors in and out)."""
+
+    @staticmethod
+    def forward(ctx, x, A, t):
+        xT, ctx.state = _scan(x, A, t)
+        ctx.t, ctx.sizes = t, (x.shape[0], A.shape[1] // 2)
+        return xT
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        S, t, (B, nc) = ctx.state, ctx.t, ctx.sizes
+        g = g.reshape(-1)
+        ak, bk, tau, r = S["ak"], S["bk"], S["tau"], S["r"]
+        z = ak * tau
+        # the last stretch: d psi / d(a, b) of its cell at fixed entry point and time
+        gA = torch.zeros(B * nc, 2, dtype=g.dtype, device=g.device)
+        gA[:, 0].index_add_(0, S["fo"], g * (tau * torch.exp(z) * S["start"]
+                                             + bk * tau ** 2 * _chi(z)))
+        gA[:, 1].index_add_(0, S["fo"], g * tau * _phi(z))
+        # earlier cells act through the time left (in the mirror for left movers):
+        # dL/dt_j = -dL/dxT v(xT)
+        vT = S["vT"]
+        w = torch.where(S["leaves"], -g * vT, 0.0)
+        ga = torch.zeros(2 * B * nc, dtype=g.dtype, device=g.device)
+        gb = torch.zeros_like(ga)
+        vs, d1, z1 = S["vs"], S["d1"], S["z1"]
+        ve = torch.where(S["leaves"], vs * (1 + z1), 1.0)   # v at the exit
+        fc = r * nc + S["c"]
+        ga.index_add_(0, fc, w * ((d1 / vs) ** 2 * _kappa(z1) - S["u"] * d1 / (ve * vs)))
+        gb.index_add_(0, fc, w * (-d1 / (ve * vs)))
+        # whole cells j0 .. k - 1: each point's w added over its range, by differences
+        W = torch.zeros(2 * B * (nc + 1), dtype=g.dtype, device=g.device)
+        W.index_add_(0, r * (nc + 1) + S["j0"], w)
+        W.index_add_(0, r * (nc + 1) + torch.where(S["leaves"], S["k"], S["j0"]), -w)
+        W = W.view(2 * B, nc + 1).cumsum(1)[:, :nc]
+        ok, v0, v1, h = S["ok"], S["v0"], S["v1"], 1.0 / nc
+        v0, v1 = torch.where(ok, v0, 1.0), torch.where(ok, v1, 1.0)
+        zc = torch.where(ok, S["a"] * h / v0, 0.0)
+        x0 = torch.arange(nc, dtype=g.dtype, device=g.device) * h
+        ga += torch.where(ok, W * ((h / v0) ** 2 * _kappa(zc) - x0 * h / (v1 * v0)),
+                          0.0).view(-1)
+        gb += torch.where(ok, W * (-h / (v1 * v0)), 0.0).view(-1)
+        # from the mirror back to the field: a~ = a, b~ = -(a + b), cells reversed
+        ga, gb = ga.view(2 * B, nc), gb.view(2 * B, nc)
+        gA = gA.view(B, nc, 2) + torch.stack(
+            [ga[:B] + (ga[B:] - gb[B:]).flip(1), gb[:B] - gb[B:].flip(1)], 2)
+        gA = gA.reshape(B, 2 * nc)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            # dT/dx = v(T(x)) / v(x), or e^(a t) at a point at rest
+            v, moving = S["v"], S["v"] != 0
+            dT = torch.where(moving, vT / torch.where(moving, v, 1.0),
+                             torch.exp(S["a0"] * t))
+            gx = (g * dT).view(B, -1)
+        return gx, gA, None
+
+
 def integrate(x: Tensor, A: Tensor, t: float = 1.0) -> Tensor:
     """Transform the points `x` (B, N) by the exact flow, for time `t`, of the CPA
     velocity field `A` (B, 2 nc).
@@ -250,8 +389,9 @@ def integrate(x: Tensor, A: Tensor, t: float = 1.0) -> Tensor:
     The domain [0, 1] is split into nc = A.shape[1] // 2 equal cells; A is ordered
     (a_0, b_0, a_1, b_1, ...). Points outside [0, 1] follow the field extended by the
     two outer cells. Negative `t` flows backwards (the inverse map). Computed in
-    float64; returns the promoted dtype of `x` and `A`. Differentiable in `A` and `x`
-    through an analytic backward (first order only)."""
+    float64, without a loop over cells (`_scan`); returns the promoted dtype of `x` and
+    `A`. Differentiable in `A` and `x` through an analytic backward (first order
+    only)."""
     sizes = expect_shape(A, ("B", None), "A")
     expect_shape(x, ("B", "N"), "x", sizes={"B": sizes["B"]})
     if A.shape[1] < 2 or A.shape[1] % 2:
@@ -263,7 +403,7 @@ def integrate(x: Tensor, A: Tensor, t: float = 1.0) -> Tensor:
                          f"{t!r}")
     dtype = torch.promote_types(x.dtype, A.dtype)
     if t < 0: A, t = -A, -t  # flowing back for |t| = flowing along -v for |t|
-    return _CPAFlow.apply(x.double(), A.double(), float(t)).to(dtype)
+    return _CPAScan.apply(x.double(), A.double(), float(t)).to(dtype)
 
 # %% ../nbs/04_cpab.ipynb #8d759be9
 #| code-fold: true
