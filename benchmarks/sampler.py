@@ -62,6 +62,7 @@ def main(argv=None):
                    help="seconds of repeated calls per timing sample (default 0: one call)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "sampler.json")
     args = p.parse_args(argv)
+    load_start = list(os.getloadavg())
     limits = dict(target=args.spread, max_repeats=args.max_repeats, max_seconds=args.max_seconds, warmup=3,
                   min_sample_s=args.min_sample)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -101,7 +102,7 @@ def main(argv=None):
                      "max_seconds": args.max_seconds},
         "goal": "forward+backward ratio (ours / reference) <= 3",
         "cases": cases,
-        **run_info(), "load_average_1_5_15": list(os.getloadavg()),
+        **run_info(), "load_average_1_5_15": load_start, "load_average_after_1_5_15": list(os.getloadavg()),
     }
     save_for_machine(args.out, record)
 
