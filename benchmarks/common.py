@@ -1,10 +1,14 @@
 """What every benchmark record says about where and when it ran; shared by the scripts in this folder (each is run
 as `python benchmarks/<name>.py`, so this folder is on sys.path)."""
 import datetime
+import json
 import os
 import platform
 import shlex
+import statistics
 import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -35,8 +39,6 @@ def machine_key(record: dict) -> str:
 def save_for_machine(path, record: dict) -> dict:
     """Write `record` into `path` under `machines[machine_key(record)]`, keeping the records of other machines (a
     file of the older one-record form becomes one machine's entry). Returns what was written."""
-    import json
-    from pathlib import Path
     path = Path(path)
     old = json.loads(path.read_text()) if path.exists() else {}
     machines = old.get("machines") or ({machine_key(old): old} if old.get("cpu_model") else {})
@@ -49,37 +51,25 @@ def save_for_machine(path, record: dict) -> dict:
 
 def spread(times: list) -> float:
     "Interquartile range over median: the relative spread of repeated timings."
-    import statistics
     if len(times) < 2: return float("inf")
     q1, q2, q3 = statistics.quantiles(times, n=4)
     return (q3 - q1) / q2
 
 
 def stable_times(fns: dict, target: float = 0.05, min_repeats: int = 7, max_repeats: int = 200,
-                 max_seconds: float = 60.0, warmup: int = 2,
-                 min_sample_s: float = 0.0) -> tuple[dict, bool]:
+                 max_seconds: float = 60.0, warmup: int = 2) -> tuple[dict, bool]:
     """Time the callables `fns` (name -> callable, or None to skip), back to back in rounds so that all see the same
     load, until the spread (`spread`) of every one is at most `target`, or after `max_repeats` rounds or
     `max_seconds`. Returns ({name: {"median_ms", "spread", "repeats"} or None}, whether every spread reached the
-    target). A call shorter than `min_sample_s` is repeated within each sample (its mean is the sample). For
-    CUDA, pass callables that synchronise (`cuda_synced`)."""
-    import statistics
-    import time
+    target). For CUDA, pass callables that synchronise (`cuda_synced`)."""
     live = {k: f for k, f in fns.items() if f is not None}
     for _ in range(warmup):
         for f in live.values(): f()
-    # calls per sample: enough for `min_sample_s`, so that the timer's own noise does not dominate short calls
-    calls = {}
-    for k, f in live.items():
-        t0 = time.perf_counter(); f(); one = time.perf_counter() - t0
-        calls[k] = max(1, min(1000, int(min_sample_s / max(one, 1e-9))))
     t = {k: [] for k in live}
     t_start, ok = time.perf_counter(), False
     while live:
         for k, f in live.items():
-            t0 = time.perf_counter()
-            for _ in range(calls[k]): f()
-            t[k].append((time.perf_counter() - t0) / calls[k])
+            t0 = time.perf_counter(); f(); t[k].append(time.perf_counter() - t0)
         n = len(t[next(iter(t))])
         if n >= min_repeats and all(spread(v) <= target for v in t.values()):
             ok = True; break

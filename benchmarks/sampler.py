@@ -58,13 +58,10 @@ def main(argv=None):
     p.add_argument("--spread", type=float, default=0.05, help="target spread (IQR / median) of each timing")
     p.add_argument("--max-repeats", type=int, default=200)
     p.add_argument("--max-seconds", type=float, default=60.0, help="per case and pass")
-    p.add_argument("--min-sample", type=float, default=0.0,
-                   help="seconds of repeated calls per timing sample (default 0: one call)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "sampler.json")
     args = p.parse_args(argv)
     load_start = list(os.getloadavg())
-    limits = dict(target=args.spread, max_repeats=args.max_repeats, max_seconds=args.max_seconds, warmup=3,
-                  min_sample_s=args.min_sample)
+    limits = dict(target=args.spread, max_repeats=args.max_repeats, max_seconds=args.max_seconds, warmup=3)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     cases = []

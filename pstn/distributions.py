@@ -106,8 +106,9 @@ def _standard_t(df: Tensor, shape: tuple,
     capped at |eps| <= 1e150."""
     n = math.prod(shape)
     device = generator.device if generator is not None else df.device
-    if n == 0:  # an empty batch: nothing to draw (and torch.cat needs a tensor)
-        return torch.zeros(shape, dtype=torch.float64, device=device)
+    if n == 0:  # an empty batch: nothing to draw (and torch.cat needs a tensor); on
+        # df's device, where the draws of a non-empty batch end up too
+        return torch.zeros(shape, dtype=torch.float64, device=df.device)
     if device.type == "cpu":
         us, ws, have = [], [], 0
         while have < n:                        # acceptance rate pi/4; usually one round

@@ -93,6 +93,15 @@ def published_runs(experiment: str, results: Path | str | None = None) -> list[d
 
 # %% ../nbs/report.ipynb #2db5a9f2
 #| code-fold: true
+def _verdict(agrees: bool, significant: bool, tie: bool = False) -> str:
+    """How our ordering of two means compares with the source's: holds / same direction
+    / reversed, significant or not (t-test over seeds, p < 0.05); a tie (equal means,
+    e.g. every run at 0%) has no direction."""
+    if tie: return "tie"
+    if agrees: return "holds, significant" if significant else "same direction, not significant"
+    return "reversed, significant" if significant else "reversed, not significant"
+
+
 def pm(m: float, s: float | None = None, digits: int = 2) -> str:
     "`m ± s` with `digits` decimals (just `m` when `s` is None)."
     return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if s is not None else "")
@@ -315,11 +324,7 @@ def orderings(
         )
         sig_p, sig_o = p_paper < 0.05, p_ours < 0.05
         if sig_p:
-            verdict = (
-                ("holds, significant" if sig_o else "same direction, not significant")
-                if best_o == best_p
-                else ("reversed, significant" if sig_o else "reversed, not significant")
-            )
+            verdict = _verdict(best_o == best_p, sig_o, tie=oa == ob)
         else:
             verdict = (
                 "paper: no significant difference; ours:"
@@ -642,14 +647,18 @@ Markdown blocks (tables, the paper's claims checked), and the parameters its sum
 names."""
 
 FIGURES = {
-    "rotated_mnist": ["angles", "samples", "beta"],
-    "fashion_placement": ["translations", "samples"],
-    "mnist_subsets": ["subsets", "calibration"],
-    "ucr": ["augmentations"],
-    "failure_mode": ["failure_mode", "angles"],
+    "co_localisation": ["per_class", "progress"],
+    "distorted_mnist": ["grids"],
+    "failure_mode": ["angles", "failure_mode"],
+    "fashion_placement": ["samples", "translations"],
+    "feature_maps": ["data", "equivariance", "errors", "views"],
     "loss_landscape": ["landscape", "summary"],
     "mnist_addition": ["transformers"],
-    "co_localisation": ["progress", "per_class"],
+    "mnist_subsets": ["calibration", "subsets"],
+    "robustness": ["curves", "stn_outputs"],
+    "rotated_mnist": ["angles", "beta", "samples"],
+    "two_digits": ["accuracy", "outputs"],
+    "ucr": ["augmentations"],
 }
 """The figures each experiment publishes (used where `results/` cannot be listed, i.e.
 outside a clone)."""
@@ -938,16 +947,14 @@ def table_summary(m: dict, P: dict) -> list[str]:
             p = t_test(list(ra), list(rb))
             ahead = (oa < ob) if low else (oa > ob)
             sig = (p < 0.05) if p == p else False
-            verdict = ("holds, significant" if sig else "same direction, not significant") if ahead \
-                else ("reversed, significant" if sig else "reversed, not significant")
-            if oa == ob: verdict = "tie"                   # e.g. every run at 0%: no direction
+            verdict = _verdict(ahead, sig, tie=oa == ob)
             pa, pb = PT.get(ka[0], {}).get(ka[1]), PT.get(kb[0], {}).get(kb[1])
             paper = f"{pa:g} vs {pb:g}" if pa is not None and pb is not None else "stated"
             claims.append(f"| {a} better than {b} | {s} | {paper} | {oa:.2f} vs {ob:.2f}"
                           f" ({_p(p)}) | {verdict} |")
     if claims:
         out.append("**The paper's orderings in our runs**\n\n"
-                   "| claim | setting | paper | ours (t-test over seeds) | verdict |\n"
+                   "| claim | in | paper | ours (t-test over seeds) | verdict |\n"
                    "| --- | --- | --- | --- | --- |\n" + "\n".join(claims))
     return out
 

@@ -506,24 +506,36 @@ class RunLocked(RuntimeError):
 
 
 @contextlib.contextmanager
+def _flock(path: Path, note: str, blocking: bool = False):
+    """Hold an exclusive `flock` on the file `path` (created if missing) for the block,
+    with `note` written into it; yields None instead, at once, with what the holder
+    wrote, when another process holds it and not `blocking`. The lock dies with its
+    process. Without POSIX locks (Windows) it yields True and locks nothing."""
+    try: import fcntl
+    except ImportError:
+        yield True; return
+    f = open(path, "a+")
+    try:
+        try: fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0); yield f.read().strip() or "another process"; return
+        f.seek(0); f.truncate(); f.write(note); f.flush()
+        try: yield True
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        f.close()
+
+
+@contextlib.contextmanager
 def _run_lock(out_dir: Path):
     """Hold an exclusive lock on `out_dir` (its `.lock` file) for the block, or raise
     `RunLocked` at once."""
-    try: import fcntl
-    except ImportError:                           # no POSIX locks (Windows): no locking
-        yield; return
-    f = open(out_dir / ".lock", "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0); holder = f.read().strip() or "another process"; f.close()
-        raise RunLocked(f"another run of this configuration is using {out_dir} "
-                        f"({holder}); wait for it to finish, or give this one another "
-                        "results folder") from None
-    f.seek(0); f.truncate(); f.write(f"pid {os.getpid()}, since {_now()}"); f.flush()
-    try: yield
-    finally:
-        fcntl.flock(f, fcntl.LOCK_UN); f.close()
+    with _flock(out_dir / ".lock", f"pid {os.getpid()}, since {_now()}") as held:
+        if held is not True:
+            raise RunLocked(f"another run of this configuration is using {out_dir} "
+                            f"({held}); wait for it to finish, or give this one another "
+                            "results folder")
+        yield
 
 
 @contextlib.contextmanager

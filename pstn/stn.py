@@ -309,7 +309,9 @@ class ParallelSTN(nn.Module):
         fraction of empty views of all transformers (`empty_fraction`)."""
         views = self.views(x, self.theta(x))
         nll = F.nll_loss(_log_probs(self.net, torch.cat(views, dim=1)), y)
-        return nll, {"nll": nll.detach(), "empty": empty_fraction(torch.cat(views), x)}
+        # every view has B rows: the mean of the per-view fractions, without a copy
+        empty = torch.stack([empty_fraction(v, x) for v in views]).mean()
+        return nll, {"nll": nll.detach(), "empty": empty}
 
     def predict(self, x: Tensor) -> Tensor:
         "Log-probabilities (B, K)."

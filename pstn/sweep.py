@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from .runner import _digest, _jsonable, _read_json, _reuse, _write_json
-from .runner import current_run_dir
+from .runner import _flock, current_run_dir
 
 # %% ../nbs/13b_sweep.ipynb #cc6eb1dc
 def _check_item(item) -> dict:
@@ -80,26 +80,15 @@ def _write_once(path: Path, data) -> bool:
 
 @contextlib.contextmanager
 def _piece_lock(path: Path, blocking: bool = True):
-    """Hold `.<name>.lock` beside the piece `path` for the block; yields False at once
-    when another process holds it and `blocking` is False. The lock dies with its
-    process, so a killed worker never leaves a piece locked."""
-    try: import fcntl
-    except ImportError:                                    # Windows: no POSIX locks
-        yield True; return
+    """Hold `.<name>.lock` beside the piece `path` for the block (the runner's `_flock`);
+    yields False at once when another process holds it and `blocking` is False. The lock
+    dies with its process, so a killed worker never leaves a piece locked. Once the piece
+    is written nobody needs the lock file, and it is removed."""
     lock = path.with_name(f".{path.stem}.lock")
-    f = open(lock, "a+")
-    try:
-        try: fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False; return
-        f.seek(0); f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n"); f.flush()
-        try: yield True
+    with _flock(lock, f"pid {os.getpid()} on {socket.gethostname()}\n", blocking) as held:
+        try: yield held is True
         finally:
-            if path.exists(): lock.unlink(missing_ok=True)  # done: nobody needs it
-            fcntl.flock(f, fcntl.LOCK_UN)
-    finally:
-        f.close()
+            if held is True and path.exists(): lock.unlink(missing_ok=True)
 
 
 _BUSY = object()
